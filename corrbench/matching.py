@@ -1,0 +1,190 @@
+"""Matching primitives: descriptor sampling, similarity maps, localisers, mutual nearest neighbours.
+
+Localisers turn a similarity map ``(B, N, h, w)`` into continuous CELL coordinates ``(B, N, 2)`` as
+``(x, y)``, where cell ``j`` has coordinate ``j``; ``corrbench.geometry.cells_to_pixels`` maps them to pixels.
+Each localiser exists as a function and as a small ``torch.nn.Module`` twin that carries its settings.
+
+Temperatures follow the reference codes: softmax(scores / temperature). GeoAware-SC's window soft-argmax
+uses 0.02 on cosine similarities; MARCO's Gaussian-suppressed soft-argmax uses 10 on raw dot products
+(``softmax_temp: 10`` in its configs, ``exp(x / beta)`` in ``util/geometry.py``); the unified benchmark 0.03.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .geometry import cell_centres, cells_to_sampling_grid
+from .types import Size
+
+
+def _check_scores(scores: torch.Tensor, name: str) -> None:
+    if scores.ndim != 4:
+        raise ValueError(f"{name}: scores must be (B, N, h, w), got {tuple(scores.shape)}")
+
+
+def sample_descriptors(
+    features: torch.Tensor, cells: torch.Tensor, rule: str = "half_pixel", padding_mode: str = "border"
+) -> torch.Tensor:
+    """Bilinearly sample ``(B, C, h, w)`` features at continuous cell coordinates ``(B, N, 2)`` -> ``(B, N, C)``."""
+    if features.ndim != 4 or cells.ndim != 3 or cells.shape[-1] != 2 or cells.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"sample_descriptors: features (B, C, h, w) and cells (B, N, 2) expected, "
+            f"got {tuple(features.shape)} and {tuple(cells.shape)}"
+        )
+    grid_size: Size = (int(features.shape[-1]), int(features.shape[-2]))
+    grid, align_corners = cells_to_sampling_grid(cells.to(features.dtype), grid_size, rule)
+    sampled = F.grid_sample(
+        features, grid[:, :, None, :], mode="bilinear", padding_mode=padding_mode, align_corners=align_corners
+    )
+    return sampled[..., 0].transpose(1, 2)
+
+
+def similarity_maps(descriptors: torch.Tensor, features: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Dot products of ``(B, N, C)`` descriptors with ``(B, C, h, w)`` maps -> ``(B, N, h, w)``.
+
+    ``normalize=True`` L2-normalises both sides first (cosine similarity).
+    """
+    if descriptors.ndim != 3 or features.ndim != 4 or descriptors.shape[-1] != features.shape[1]:
+        raise ValueError(
+            f"similarity_maps: descriptors (B, N, C) and features (B, C, h, w) with equal C expected, "
+            f"got {tuple(descriptors.shape)} and {tuple(features.shape)}"
+        )
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    if normalize:
+        descriptors = F.normalize(descriptors, dim=-1)
+        flat = F.normalize(flat, dim=1)
+    return torch.bmm(descriptors, flat).reshape(b, -1, h, w)
+
+
+def argmax_cells(scores: torch.Tensor) -> torch.Tensor:
+    """The cell of the maximum score (first one on ties) -> ``(B, N, 2)`` integer-valued cell coordinates."""
+    _check_scores(scores, "argmax_cells")
+    w = scores.shape[-1]
+    index = scores.flatten(2).argmax(dim=-1)
+    return torch.stack((index % w, torch.div(index, w, rounding_mode="floor")), dim=-1).to(scores.dtype)
+
+
+def window_soft_argmax(scores: torch.Tensor, radius: int = 7, temperature: float = 0.02) -> torch.Tensor:
+    """Soft-argmax restricted to the ``(2r+1)^2`` window around the argmax (GeoAware-SC).
+
+    Cells of the window that fall outside the grid are left out of the softmax.
+    """
+    _check_scores(scores, "window_soft_argmax")
+    if radius < 0 or temperature <= 0:
+        raise ConfigError(f"window_soft_argmax needs radius >= 0 and temperature > 0, got {radius}, {temperature}")
+    h, w = scores.shape[-2:]
+    peak = argmax_cells(scores)  # (B, N, 2)
+    grid = cell_centres((w, h), scores.device, scores.dtype)  # (h, w, 2)
+    inside = ((grid[None, None] - peak[:, :, None, None, :]).abs() <= radius).all(dim=-1)
+    logits = (scores / temperature).masked_fill(~inside, float("-inf"))
+    weights = torch.softmax(logits.flatten(2), dim=-1)
+    return weights @ grid.reshape(-1, 2)
+
+
+def gaussian_soft_argmax(scores: torch.Tensor, sigma: float = 7.0, temperature: float = 10.0) -> torch.Tensor:
+    """Gaussian-suppressed soft-argmax (MARCO; "kernel soft-argmax" in the unified benchmark).
+
+    The score map is multiplied by an unnormalised Gaussian ``exp(-d^2 / (2 sigma^2))`` (``d`` in cells)
+    centred on its argmax, then ``softmax(scores / temperature)`` weights the expectation of the cell
+    coordinates. Multiplying (not adding) is what the reference code does, also for negative scores.
+    """
+    _check_scores(scores, "gaussian_soft_argmax")
+    if sigma <= 0 or temperature <= 0:
+        raise ConfigError(f"gaussian_soft_argmax needs sigma > 0 and temperature > 0, got {sigma}, {temperature}")
+    h, w = scores.shape[-2:]
+    peak = argmax_cells(scores)
+    grid = cell_centres((w, h), scores.device, scores.dtype)
+    sq_dist = ((grid[None, None] - peak[:, :, None, None, :]) ** 2).sum(dim=-1)
+    suppressed = scores * torch.exp(-sq_dist / (2 * sigma**2))
+    weights = torch.softmax(suppressed.flatten(2) / temperature, dim=-1)
+    return weights @ grid.reshape(-1, 2)
+
+
+def mutual_nearest_neighbours(
+    a: torch.Tensor, b: torch.Tensor, normalize: bool = True, chunk_size: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs ``(i, j)`` such that ``b[j]`` is ``a[i]``'s nearest neighbour and vice versa.
+
+    ``a`` is ``(N, C)``, ``b`` is ``(M, C)``; similarity is the dot product (cosine when ``normalize``).
+    Rows of ``a`` are processed in chunks so the ``N x M`` matrix never has to exist at once.
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"mutual_nearest_neighbours: (N, C) and (M, C) expected, got {tuple(a.shape)}, {tuple(b.shape)}")
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        empty = torch.empty(0, dtype=torch.long, device=a.device)
+        return empty, empty.clone()
+    if normalize:
+        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    a_to_b = torch.empty(a.shape[0], dtype=torch.long, device=a.device)
+    best_for_b = torch.full((b.shape[0],), float("-inf"), dtype=a.dtype, device=a.device)
+    b_to_a = torch.zeros(b.shape[0], dtype=torch.long, device=a.device)
+    for start in range(0, a.shape[0], chunk_size):
+        sim = a[start : start + chunk_size] @ b.T
+        a_to_b[start : start + chunk_size] = sim.argmax(dim=1)
+        col_best, col_arg = sim.max(dim=0)
+        better = col_best > best_for_b  # strict: the first chunk's maximum wins ties, as a full argmax would
+        best_for_b = torch.where(better, col_best, best_for_b)
+        b_to_a = torch.where(better, col_arg + start, b_to_a)
+    rows = torch.arange(a.shape[0], device=a.device)
+    mutual = b_to_a[a_to_b] == rows
+    return rows[mutual], a_to_b[mutual]
+
+
+class Localizer(nn.Module):
+    """Base of the module twins: ``forward(scores (B, N, h, w)) -> cells (B, N, 2)``."""
+
+    #: Whether the similarity should be cosine (L2-normalised features), as the localiser's source uses it.
+    normalize_features: bool = False
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training")
+
+
+class Argmax(Localizer):
+    normalize_features = True
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return argmax_cells(scores)
+
+
+class WindowSoftArgmax(Localizer):
+    normalize_features = True
+
+    def __init__(self, radius: int = 7, temperature: float = 0.02):
+        super().__init__()
+        self.radius, self.temperature = radius, temperature
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return window_soft_argmax(scores, self.radius, self.temperature)
+
+
+class GaussianSoftArgmax(Localizer):
+    normalize_features = False
+
+    def __init__(self, sigma: float = 7.0, temperature: float = 10.0):
+        super().__init__()
+        self.sigma, self.temperature = sigma, temperature
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return gaussian_soft_argmax(scores, self.sigma, self.temperature)
+
+
+LOCALIZERS: dict[str, type[Localizer]] = {
+    "argmax": Argmax,
+    "window-soft-argmax": WindowSoftArgmax,
+    "gaussian-soft-argmax": GaussianSoftArgmax,
+}
+
+
+def build_localizer(name: str, **settings) -> Localizer:
+    """A localiser by name (``argmax``, ``window-soft-argmax``, ``gaussian-soft-argmax``)."""
+    if name not in LOCALIZERS:
+        raise ConfigError(f"unknown localizer {name!r}", hint=f"use one of {', '.join(LOCALIZERS)}")
+    try:
+        return LOCALIZERS[name](**settings)
+    except TypeError as exc:
+        raise ConfigError(f"bad settings for localizer {name!r}: {exc}") from None

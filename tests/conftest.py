@@ -1,0 +1,38 @@
+"""Shared fixtures. No test may reach the network: outbound internet sockets are refused for the session."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise RuntimeError(f"a test tried to reach the network ({address!r}); tests must stay offline")
+    return _real_connect(self, address)
+
+
+def pytest_configure(config):
+    socket.socket.connect = _guarded_connect
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_root(tmp_path_factory):
+    """A data root holding the synthetic benchmark, generated once per test session."""
+    from corrbench.datasets.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    generate_synthetic(root / "corrbench-synthetic", seed=0)
+    return root
+
+
+@pytest.fixture
+def data_env(synthetic_data_root, monkeypatch):
+    """Point $CORRBENCH_DATA at the session's synthetic data root."""
+    monkeypatch.setenv("CORRBENCH_DATA", str(synthetic_data_root))
+    return synthetic_data_root

@@ -1,0 +1,63 @@
+import pytest
+
+from corrbench.errors import ConfigError, UnknownNameError
+from corrbench.matcher import Matcher
+from corrbench.registry import BENCHMARKS, METHODS, Registry
+from corrbench.types import MatchOutput
+
+
+class _Dummy(Matcher):
+    def match(self, batch):
+        return MatchOutput(points=batch.src_kps.clone())
+
+
+def test_builtins_come_from_entry_points():
+    assert {"oracle", "random", "tiny-vit"} <= set(METHODS.names())
+    assert {"synthetic", "synthetic-unseen"} <= set(BENCHMARKS.names())
+    assert issubclass(METHODS.get("tiny-vit"), Matcher)
+
+
+def test_decorator_alias_and_duplicates():
+    registry = Registry("method", "corrbench.tests.none")
+    registry.register("dummy", aliases=("dm",))(_Dummy)
+    assert registry.get("dummy") is _Dummy and registry.get("dm") is _Dummy
+    registry.register("dummy", _Dummy)  # the same object again is not a conflict
+    with pytest.raises(ConfigError, match="duplicate method name 'dummy'"):
+        registry.register("dummy", Matcher)
+
+
+def test_lazy_string_targets_are_imported_on_use():
+    registry = Registry("method", "corrbench.tests.none")
+    registry.register("later", "tests_nonexistent_module:Thing")
+    assert "later" in registry
+    with pytest.raises(ConfigError, match="cannot import"):
+        registry.get("later")
+
+
+def test_unknown_name_suggests():
+    with pytest.raises(UnknownNameError) as info:
+        METHODS.get("tiny_vit")
+    assert "did you mean 'tiny-vit'" in str(info.value)
+
+
+def test_check_rejects_non_matchers(tmp_path):
+    path = tmp_path / "thing.py"
+    path.write_text("class NotAMatcher:\n    pass\n")
+    with pytest.raises(ConfigError, match="not a corrbench.Matcher"):
+        METHODS.get(f"{path}:NotAMatcher")
+    with pytest.raises(ConfigError, match="defines no 'NotAMatch'"):
+        METHODS.get(f"{path}:NotAMatch")
+    with pytest.raises(ConfigError, match="file not found"):
+        METHODS.get(f"{tmp_path / 'missing.py'}:X")
+
+
+def test_file_reference_loads_a_matcher(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "from corrbench import Matcher, MatchOutput\n"
+        "class Mine(Matcher):\n"
+        "    def match(self, batch):\n"
+        "        return MatchOutput(points=batch.src_kps.clone())\n"
+    )
+    cls = METHODS.get(f"{path}:Mine")
+    assert cls.__name__ == "Mine" and issubclass(cls, Matcher)
