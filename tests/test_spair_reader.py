@@ -1,0 +1,82 @@
+"""The SPair-71k layout reader on a tiny hand-written dataset in the official layout."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from corrbench.errors import DataError
+from corrbench.datasets import SPairLayout
+
+
+def _write_pair(root, split, stem, **overrides):
+    data = {
+        "pair_id": 1, "src_imname": "a.jpg", "trg_imname": "b.jpg",
+        "src_imsize": [40, 30, 3], "trg_imsize": [50, 20, 3],
+        "src_bndbox": [1, 2, 30, 25], "trg_bndbox": [0, 0, 49, 19],
+        "src_pose": "Frontal", "trg_pose": "Left",
+        "src_kps": [[3, 4], [10, 12]], "trg_kps": [[5, 6], [40, 15]], "kps_ids": ["0", "7"],
+        "category": "cat", "mirror": 0, "viewpoint_variation": 1, "scale_variation": 0,
+        "truncation": 0, "occlusion": 2,
+    }
+    data.update(overrides)
+    path = root / "PairAnnotation" / split / f"{stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def spair_root(tmp_path):
+    root = tmp_path / "SPair-71k"
+    (root / "Layout" / "large").mkdir(parents=True)
+    (root / "JPEGImages" / "cat").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(root / "JPEGImages" / "cat" / "a.jpg")
+    Image.new("RGB", (50, 20)).save(root / "JPEGImages" / "cat" / "b.jpg")
+    stems = ["000001-a-b:cat", "000002-a-b:cat", "000003-a-b:cat", "000004-a-b:dog"]
+    (root / "Layout" / "large" / "test.txt").write_text("\n".join(stems) + "\n")
+    _write_pair(root, "test", stems[0])
+    (root / "PairAnnotation" / "test" / f"{stems[1]}.json").write_text("{not json")
+    _write_pair(root, "test", stems[2], trg_kps=[[1, 1]])
+    _write_pair(root, "test", stems[3], category="dog")
+    return root
+
+
+def test_reads_pairs_and_reports_malformed_ones(spair_root):
+    adapter = SPairLayout(spair_root)
+    assert adapter.is_available()
+    result = adapter.pairs("test")
+    assert [p.pair_id for p in result.pairs] == ["000001-a-b:cat", "000004-a-b:dog"]
+    pair = result.pairs[0]
+    assert pair.src_size == (40, 30) and pair.trg_size == (50, 20)
+    np.testing.assert_array_equal(pair.trg_kps, [[5, 6], [40, 15]])
+    np.testing.assert_array_equal(pair.trg_bbox, [0, 0, 49, 19])
+    assert pair.kp_ids == ("0", "7") and pair.valid.all()
+    assert pair.src_image == spair_root / "JPEGImages" / "cat" / "a.jpg"
+    assert pair.meta["occlusion"] == 2 and pair.meta["viewpoint_variation"] == 1
+    reasons = {s.name: (s.reason, s.detail) for s in result.skipped}
+    assert reasons["000002-a-b:cat"][0] == "malformed pair file" and "JSON" in reasons["000002-a-b:cat"][1]
+    assert "2 points but trg_kps has 1" in reasons["000003-a-b:cat"][1]
+
+
+def test_subset_selects_categories(spair_root):
+    assert [p.category for p in SPairLayout(spair_root).pairs("test", subset="dog").pairs] == ["dog"]
+
+
+def test_strict_mode_names_the_file(spair_root):
+    with pytest.raises(DataError, match=r"000002-a-b:cat\.json: malformed pair file"):
+        SPairLayout(spair_root, strict=True).pairs("test")
+
+
+def test_missing_pair_file_is_reported_or_ignored(spair_root):
+    (spair_root / "PairAnnotation" / "test" / "000004-a-b:dog.json").unlink()
+    skipped = SPairLayout(spair_root).pairs("test").skipped
+    assert any(s.reason == "missing pair file" for s in skipped)
+    ignored = SPairLayout(spair_root, missing_pair_files="ignore").pairs("test").skipped
+    assert not any(s.reason == "missing pair file" for s in ignored)
+
+
+def test_missing_dataset_says_where_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="not found") as info:
+        SPairLayout(tmp_path / "nowhere").prepare()
+    assert "SPair-71k.tar.gz" in info.value.hint
