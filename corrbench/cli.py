@@ -1,0 +1,170 @@
+"""The ``corrbench`` command line: run, table, ls.
+
+Errors a user can fix (``CorrbenchError``) are printed as one message with a hint and exit non-zero;
+``--debug`` shows the traceback instead. Heavy modules (torch) are imported inside the commands that need
+them, so ``corrbench table`` and ``corrbench ls`` start fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import CorrbenchError
+
+
+class _Group(click.Group):
+    """Turns CorrbenchErrors into clean messages (tracebacks only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CorrbenchError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"Error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                click.echo(f"  hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted. Finished batches are saved; run the same command again to resume.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(__version__, prog_name="corrbench")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """corrbench: semantic-correspondence methods and benchmarks under one explicit, versioned protocol."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("run")
+@click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
+@click.option("--benchmark", "-b", required=True, help="Registered benchmark name (see `corrbench ls benchmarks`).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--dtype", default="float32", show_default=True,
+              type=click.Choice(["float32", "bfloat16", "float16"]), help="Autocast dtype for the model.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Pairs per batch.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="Image-loading workers.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N pairs (result marked partial).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Global random seed (recorded).")
+@click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="Where run directories are written.")
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
+@click.option("--rescore", is_flag=True, help="Score cached predictions again without building the model.")
+@click.option("--strict", is_flag=True, help="Fail on a malformed pair instead of skipping and reporting it.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_command(method, benchmark, settings, device, dtype, batch_size, workers, limit, seed, out, data_root,
+                rescore, strict, quiet) -> None:
+    """Evaluate a method on a benchmark and write a result file."""
+    from .config import parse_assignments
+    from .evaluate import RunOptions, run
+
+    outcome = run(RunOptions(
+        method=method, benchmark=benchmark, options=parse_assignments(settings), device=device, dtype=dtype,
+        batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
+        rescore=rescore, strict=strict, progress=not quiet,
+        command=shlex.join(["corrbench", *sys.argv[1:]]),
+    ))
+    _print_run_summary(outcome.result)
+    click.echo(f"result: {outcome.result_path}")
+
+
+def _print_run_summary(result: dict) -> None:
+    from tabulate import tabulate
+
+    protocol = result["benchmark"]["protocol"]
+    pck_by, average = protocol["pck_by"], protocol["average"]
+    avg_key = "all" if average == "all" else "category_mean"
+    alphas = list(result["metrics"]["pck"][pck_by][avg_key])
+    rows = [[metric, *(_fmt(result["metrics"][metric][pck_by][avg_key][a]) for a in alphas)]
+            for metric in ("pck", "pck_dagger")]
+    counts = result["counts"]
+    title = (f"{result['method']['name']} on {result['benchmark']['key']} ({counts['pairs']} pairs, "
+             f"{counts['points']} points; per {pck_by}, {average}{'; PARTIAL' if result['partial'] else ''})")
+    click.echo(title)
+    click.echo(tabulate(rows, headers=["metric", *(f"@{a}" for a in alphas)], tablefmt="github"))
+    if counts["skipped"]:
+        click.echo("skipped: " + ", ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()))
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+@cli.command("table")
+@click.option("--results", "results_dir", default="results", show_default=True,
+              type=click.Path(path_type=Path), help="Directory of run results.")
+@click.option("--thresholds", "-t", multiple=True, help="Alphas to show, e.g. --thresholds 0.01 0.05 0.1.")
+@click.option("--pck-by", default="image", show_default=True, type=click.Choice(["image", "point"]))
+@click.option("--avg", default="all", show_default=True, type=click.Choice(["all", "category"]),
+              help="Pool all pairs, or average the per-category values.")
+@click.option("--metric", default="pck", show_default=True, type=click.Choice(["pck", "pck_dagger"]))
+@click.option("--benchmark", "benchmarks", multiple=True, help="Only these benchmarks (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Only these methods (repeatable).")
+@click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "csv", "latex", "json"]))
+@click.option("--published", is_flag=True, help="Add the papers' published numbers (results/published/).")
+@click.argument("more_thresholds", nargs=-1, metavar="")
+def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, methods, fmt, published,
+                  more_thresholds) -> None:
+    """Print local runs (latest complete per method and benchmark) and, optionally, published numbers."""
+    from .errors import ConfigError
+    from .results import find_results, latest_complete
+    from .table import build_table, check_thresholds, load_published, render
+
+    # `--thresholds 0.01 0.05 0.1`: click options take one value each, so the values after the first
+    # arrive as arguments; they are accepted only right after --thresholds was given.
+    if more_thresholds and not thresholds:
+        raise ConfigError(f"unexpected argument(s) {' '.join(more_thresholds)}",
+                          hint="thresholds go after --thresholds, e.g. --thresholds 0.01 0.05 0.1")
+    values = [v for item in (*thresholds, *more_thresholds) for v in item.replace(",", " ").split()]
+    try:
+        alphas = [float(v) for v in values] or [0.01, 0.05, 0.1]
+    except ValueError:
+        raise ConfigError(f"thresholds must be numbers, got {' '.join(values)}") from None
+    check_thresholds(alphas)
+    results, problems = find_results(results_dir) if results_dir.exists() else ([], [])
+    for problem in problems:
+        click.secho(f"warning: skipped {problem}", fg="yellow", err=True)
+    runs = latest_complete(results)
+    if not runs and not published:
+        raise ConfigError(f"no complete runs under {results_dir}",
+                          hint="run `corrbench run --method M --benchmark B` first, or add --published")
+    table = build_table(runs, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
+                        methods=methods, published=load_published() if published else ())
+    click.echo(render(table, fmt))
+
+
+@cli.command("ls")
+@click.argument("what", type=click.Choice(["methods", "benchmarks"]))
+def ls_command(what: str) -> None:
+    """List registered methods or benchmarks with one-line descriptions."""
+    from .registry import BENCHMARKS, METHODS
+
+    registry = METHODS if what == "methods" else BENCHMARKS
+    rows = []
+    for name in registry.names():
+        try:
+            obj = registry.get(name)
+            rows.append((name, obj.description))
+        except CorrbenchError as exc:  # one broken plug-in must not hide the others
+            rows.append((name, f"(unavailable: {exc.message})"))
+    width = max((len(n) for n, _ in rows), default=0)
+    for name, description in rows:
+        click.echo(f"{name.ljust(width)}  {description}")
+
+
+def main() -> None:
+    cli(prog_name="corrbench")
+
+
+if __name__ == "__main__":
+    main()

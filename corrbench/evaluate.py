@@ -1,0 +1,246 @@
+"""The harness: predict (cached, resumable), then score, then write the result.
+
+Two passes, as in glue-factory: predictions are appended to the run's ``predictions.jsonl`` batch by batch;
+scoring reads only cached predictions, so ``rescore`` needs no model and an interrupted run resumes.
+The Matcher never sees target keypoints (only the test-only oracle, which declares it, gets them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batching import batch_loader
+from .config import build_config, config_to_json
+from .data_root import resolve_data_root
+from .datasets import PairSet, make_adapter
+from .environment import describe_environment
+from .errors import ConfigError, ResultsError
+from .matcher import Matcher
+from .metrics import SKIP_NO_VALID, PCKAccumulator
+from .predictions import PredictionStore
+from .protocol import BenchmarkSpec
+from .registry import BENCHMARKS, METHODS, is_file_reference
+from .results import (
+    PAIRS_FILE,
+    PREDICTIONS_FILE,
+    RESULT_FILE,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    fingerprint,
+    run_directory,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class RunOptions:
+    """Everything ``corrbench run`` takes (the CLI fills it; Python callers may too)."""
+
+    method: str
+    benchmark: str
+    options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 8
+    workers: int = 0
+    limit: int | None = None
+    seed: int = 0
+    out: Path = Path("results")
+    data_root: Path | None = None
+    rescore: bool = False
+    strict: bool = False
+    progress: bool = True
+    command: str = ""
+
+
+@dataclass
+class RunOutcome:
+    result: dict[str, Any]
+    directory: Path
+
+    @property
+    def result_path(self) -> Path:
+        return self.directory / RESULT_FILE
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device", hint="use --device cpu")
+    return device
+
+
+def method_name(reference: str, cls: type) -> str:
+    """The name results record: the registry name, or the class name for ``file.py:Class`` references."""
+    return cls.__name__ if is_file_reference(reference) else reference
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def run(opts: RunOptions) -> RunOutcome:
+    """Evaluate ``opts.method`` on ``opts.benchmark``; returns the result and its directory."""
+    if opts.dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {opts.dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+    if opts.batch_size < 1 or (opts.limit is not None and opts.limit < 1):
+        raise ConfigError("--batch-size and --limit must be positive integers")
+    spec: BenchmarkSpec = BENCHMARKS.get(opts.benchmark)
+    method_cls: type[Matcher] = METHODS.get(opts.method)
+    name = method_name(opts.method, method_cls)
+    config = config_to_json(build_config(method_cls.Config, opts.options, method_cls.__name__))
+
+    adapter = make_adapter(spec, resolve_data_root(opts.data_root), strict=opts.strict)
+    adapter.prepare()
+    pairset = adapter.pairs(spec.split, spec.subset)
+    listed = len(pairset.pairs)
+    pairs = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs
+    scored_set = PairSet(pairs, pairset.skipped)
+
+    identity = {
+        "method": name,
+        "class": f"{method_cls.__module__}:{method_cls.__qualname__}",
+        "config": config,
+        "benchmark": spec.key,
+        "pairs": scored_set.fingerprint(),
+        "dtype": opts.dtype,
+        "seed": opts.seed,
+    }
+    directory = run_directory(opts.out, spec.name, name, identity)
+    _check_identity(directory, identity)
+    store = PredictionStore(directory / PREDICTIONS_FILE)
+    predictions = store.load()
+    pending = [p for p in pairs if p.pair_id not in predictions]
+
+    device = resolve_device(opts.device)
+    matcher_info: dict[str, Any]
+    timing: dict[str, Any] = {"resumed_pairs": len(pairs) - len(pending), "predicted_pairs": len(pending)}
+    if opts.rescore:
+        if pending:
+            raise ResultsError(
+                f"--rescore needs predictions for all {len(pairs)} pairs, but {len(pending)} are missing in "
+                f"{store.path}",
+                hint="run without --rescore to predict the missing pairs",
+            )
+        matcher_info = _stored_method_info(directory)
+    else:
+        seed_everything(opts.seed)
+        matcher = method_cls(**opts.options).to(device).eval()
+        matcher_info = {"name": name, **matcher.info()}
+        write_json_atomic(directory / RUN_FILE, {"identity": identity, "method": matcher_info})
+        timing.update(_predict(matcher, pending, store, device, opts))
+        predictions = store.load()
+
+    started = time.perf_counter()
+    accumulator = PCKAccumulator(spec.protocol.alphas)
+    for pair in pairs:
+        accumulator.add(spec.protocol.score(pair, predictions[pair.pair_id]))
+    write_jsonl_atomic(directory / PAIRS_FILE, (s.to_json() for s in accumulator.scores))
+    timing["score_seconds"] = round(time.perf_counter() - started, 4)
+
+    summary = accumulator.summary()
+    skipped = Counter(s.reason for s in pairset.skipped)
+    skipped.update(summary["counts"]["skipped"])
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "command": opts.command,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "partial": opts.limit is not None and opts.limit < listed,
+        "benchmark": {**spec.to_json(), "key": spec.key, "pairs_fingerprint": scored_set.fingerprint()},
+        "method": matcher_info,
+        "counts": {
+            "pairs_listed": listed + len(pairset.skipped),
+            "pairs": summary["counts"]["pairs"],
+            "points": summary["counts"]["points"],
+            "categories": summary["counts"]["categories"],
+            "limit": opts.limit,
+            "skipped": {reason: n for reason, n in sorted(skipped.items()) if n},
+            "skipped_pairs": [vars(s) for s in pairset.skipped[:200]],
+        },
+        "timing": timing,
+        "env": describe_environment(device, opts.dtype, opts.batch_size, opts.seed),
+        "metrics": {"pck": summary["pck"], "pck_dagger": summary["pck_dagger"]},
+        "files": {"pairs": PAIRS_FILE, "predictions": PREDICTIONS_FILE, "run": RUN_FILE},
+    }
+    write_json_atomic(directory / RESULT_FILE, result)
+    return RunOutcome(result, directory)
+
+
+def _check_identity(directory: Path, identity: dict[str, Any]) -> None:
+    """Guard against predictions of another configuration in this directory (e.g. edited by hand)."""
+    run_file = directory / RUN_FILE
+    if not run_file.exists():
+        return
+    stored = json.loads(run_file.read_text()).get("identity")
+    if stored is not None and fingerprint(stored) != fingerprint(identity):
+        raise ResultsError(
+            f"{directory} holds predictions of a different configuration",
+            hint=f"delete {directory} or pass another --out",
+        )
+
+
+def _stored_method_info(directory: Path) -> dict[str, Any]:
+    run_file = directory / RUN_FILE
+    if not run_file.exists():
+        raise ResultsError(f"--rescore found no {RUN_FILE} in {directory}", hint="run once without --rescore")
+    return json.loads(run_file.read_text())["method"]
+
+
+def _predict(matcher: Matcher, pairs, store: PredictionStore, device: torch.device, opts: RunOptions) -> dict[str, Any]:
+    """Predict ``pairs`` batch by batch, appending to ``store`` after every batch."""
+    if not pairs:
+        return {"predict_seconds": 0.0}
+    loader = batch_loader(
+        pairs,
+        opts.batch_size,
+        workers=opts.workers,
+        with_masks="masks" in matcher.requires,
+        with_ground_truth=matcher.uses_ground_truth,
+        pin_memory=device.type == "cuda",
+    )
+    started = time.perf_counter()
+    with tqdm(total=len(pairs), desc=f"predict {opts.method} on {opts.benchmark}", unit="pair",
+              disable=not opts.progress, leave=False) as bar:
+        done = 0
+        for batch in loader:
+            with _autocast(device, opts.dtype):
+                output = matcher.predict(batch.to(device))
+            points = output.points.float().cpu().numpy()
+            sizes = [p.num_keypoints for p in pairs[done : done + batch.size]]
+            store.append(batch.pair_ids, [pts[:n] for pts, n in zip(points, sizes)])
+            done += batch.size
+            bar.update(batch.size)
+    seconds = time.perf_counter() - started
+    cache = getattr(matcher, "feature_cache", None)
+    timing = {"predict_seconds": round(seconds, 4), "seconds_per_pair": round(seconds / len(pairs), 6)}
+    if cache is not None:
+        timing["feature_cache"] = cache.stats.to_json()
+    return timing

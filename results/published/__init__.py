@@ -1,0 +1,1 @@
+"""Published semantic-correspondence results (CSV data shipped with corrbench; see README.md)."""

@@ -1,0 +1,101 @@
+"""The command line as a user meets it: run, table, ls, and errors without tracebacks."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from corrbench.cli import cli
+
+
+@pytest.fixture
+def invoke(tmp_path, data_env, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def _invoke(*args):
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    return _invoke
+
+
+def test_run_then_table(invoke):
+    oracle = invoke("run", "--method", "oracle", "--benchmark", "synthetic", "-q")
+    assert oracle.exit_code == 0, oracle.output
+    assert "result: results/synthetic/oracle/" in oracle.output
+    random = invoke("run", "--method", "random", "--benchmark", "synthetic", "-q")
+    assert random.exit_code == 0, random.output
+    table = invoke("table", "--thresholds", "0.01", "0.05", "0.1")
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[2:5]] == ["synthetic @0.01", "synthetic @0.05", "synthetic @0.1"]
+    oracle_row = next(line for line in lines if line.startswith("| oracle"))
+    assert re.findall(r"\d+\.\d", oracle_row) == ["100.0", "100.0", "100.0"]
+    assert any(line.startswith("| random") for line in lines)
+
+
+def test_table_formats_and_filters(invoke):
+    invoke("run", "--method", "oracle", "--benchmark", "synthetic", "-q")
+    as_json = json.loads(invoke("table", "--format", "json", "--thresholds", "0.1").output)
+    assert as_json["rows"][0]["values"] == {"synthetic @0.1": "100.0"}
+    csv = invoke("table", "--format", "csv", "-t", "0.05,0.2", "--pck-by", "point", "--avg", "category").output
+    assert csv.splitlines()[0] == "method,synthetic @0.05,synthetic @0.2"
+    latex = invoke("table", "--format", "latex").output
+    assert "\\toprule" in latex
+    assert invoke("table", "--method", "nobody").output.strip().startswith("| method")
+
+
+def test_partial_runs_stay_out_of_tables(invoke):
+    invoke("run", "--method", "random", "--benchmark", "synthetic", "--limit", "3", "-q")
+    result = invoke("table")
+    assert result.exit_code == 2 and "no complete runs" in result.output
+
+
+def test_table_with_published_numbers(invoke):
+    result = invoke("table", "--published", "--benchmark", "spair71k", "--method", "MARCO", "-t", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "MARCO" in result.output and "[MARCO CVPR 2026 Table 1]" in result.output
+    assert "87.2" in result.output  # MARCO's SPair-71k PCK@0.1 with masks (paper, Table 1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--method", "nope", "--benchmark", "synthetic"], "unknown method 'nope'"),
+        (["run", "--method", "oracle", "--benchmark", "synthetc"], "did you mean 'synthetic'"),
+        (["run", "--method", "tiny-vit", "--benchmark", "synthetic", "--set", "depth=two"], "expected int"),
+        (["run", "--method", "tiny-vit", "--benchmark", "synthetic", "--set", "dept=2"], "did you mean depth"),
+        (["run", "--method", "tiny-vit", "--benchmark", "synthetic", "--set", "resolution=100"], "multiple"),
+        (["table", "--thresholds", "0.3"], "not computed"),
+        (["table", "0.1"], "unexpected argument"),
+    ],
+)
+def test_errors_are_clear_and_have_no_traceback(invoke, args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_data_names_the_path(invoke, tmp_path):
+    result = invoke("run", "--method", "oracle", "--benchmark", "synthetic", "--data-root", str(tmp_path / "x"),
+                    "--strict", "-q")
+    assert result.exit_code == 0  # the synthetic data is generated on first use
+    (tmp_path / "y" / "corrbench-synthetic").mkdir(parents=True)
+    (tmp_path / "y" / "corrbench-synthetic" / "stray.txt").write_text("")
+    result = invoke("run", "--method", "oracle", "--benchmark", "synthetic", "--data-root", str(tmp_path / "y"))
+    assert result.exit_code == 2 and "not a complete synthetic dataset" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["--debug", "run", "--method", "nope", "--benchmark", "synthetic"])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_ls(invoke):
+    methods = invoke("ls", "methods").output
+    assert re.search(r"^oracle\s+Test-only", methods, re.M) and "tiny-vit" in methods
+    assert "synthetic-unseen" in invoke("ls", "benchmarks").output
