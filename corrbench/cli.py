@@ -91,7 +91,7 @@ def _print_run_summary(result: dict) -> None:
     title = (f"{result['method']['name']} on {result['benchmark']['key']} ({counts['pairs']} pairs, "
              f"{counts['points']} points; per {pck_by}, {average}{'; PARTIAL' if result['partial'] else ''})")
     click.echo(title)
-    click.echo(tabulate(rows, headers=["metric", *(f"@{a}" for a in alphas)], tablefmt="github"))
+    click.echo(tabulate(rows, headers=["metric", *(f"@{a}" for a in alphas)], tablefmt="github", disable_numparse=True))
     if counts["skipped"]:
         click.echo("skipped: " + ", ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()))
 
