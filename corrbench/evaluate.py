@@ -119,7 +119,7 @@ def run(opts: RunOptions) -> RunOutcome:
     config = config_to_json(build_config(method_cls.Config, opts.options, method_cls.__name__))
 
     adapter = make_adapter(spec, resolve_data_root(opts.data_root), strict=opts.strict)
-    adapter.prepare()
+    adapter.prepare(progress=opts.progress)
     pairset = adapter.pairs(spec.split, spec.subset)
     listed = len(pairset.pairs)
     pairs = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs

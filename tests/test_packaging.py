@@ -26,3 +26,7 @@ def test_regular_install_imports_and_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(target)], check=True, capture_output=True,
                          text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert int(out.stdout) > 1000
+    listing = subprocess.run([sys.executable, "-c", "from corrbench.cli import main; main()", "ls", "methods"],
+                             check=True, capture_output=True, text=True, cwd=tmp_path,
+                             env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert "tiny-vit" in listing.stdout and "unavailable" not in listing.stdout

@@ -61,7 +61,7 @@ class DatasetAdapter(abc.ABC):
     def is_available(self) -> bool:
         """Whether the data is on disk."""
 
-    def prepare(self) -> None:
+    def prepare(self, progress: bool = True) -> None:
         """Make sure the data is on disk, or raise a DataError that says how to get it."""
         if not self.is_available():
             raise DataError(

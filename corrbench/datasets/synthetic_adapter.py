@@ -27,7 +27,7 @@ class SyntheticDataset(SPairLayout):
     def is_available(self) -> bool:
         return (self.root / MANIFEST).is_file()
 
-    def prepare(self) -> None:
+    def prepare(self, progress: bool = True) -> None:
         from .synthetic import GENERATOR_VERSION, generate_synthetic
 
         if not self.is_available():
@@ -36,7 +36,7 @@ class SyntheticDataset(SPairLayout):
                     f"{self.root} exists but holds no {MANIFEST}: not a complete synthetic dataset",
                     hint=f"delete {self.root} and run again to regenerate it",
                 )
-            generate_synthetic(self.root, seed=self.seed, progress=True)
+            generate_synthetic(self.root, seed=self.seed, progress=progress)
             return
         manifest = json.loads((self.root / MANIFEST).read_text())
         found = (manifest.get("generator_version"), manifest.get("seed"))
