@@ -60,10 +60,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--data-root", type=click.Path(path_type=Path),
               help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
 @click.option("--rescore", is_flag=True, help="Score cached predictions again without building the model.")
+@click.option("--no-download", is_flag=True, help="Never download missing data; say what to fetch instead.")
 @click.option("--strict", is_flag=True, help="Fail on a malformed pair instead of skipping and reporting it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_command(method, benchmark, settings, device, dtype, batch_size, workers, limit, seed, out, data_root,
-                rescore, strict, quiet) -> None:
+                rescore, no_download, strict, quiet) -> None:
     """Evaluate a method on a benchmark and write a result file."""
     from .config import parse_assignments
     from .evaluate import RunOptions, run
@@ -71,7 +72,7 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
     outcome = run(RunOptions(
         method=method, benchmark=benchmark, options=parse_assignments(settings), device=device, dtype=dtype,
         batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
-        rescore=rescore, strict=strict, progress=not quiet,
+        rescore=rescore, download=not no_download, strict=strict, progress=not quiet,
         command=shlex.join(["corrbench", *sys.argv[1:]]),
     ))
     _print_run_summary(outcome.result)
@@ -141,6 +142,24 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     table = build_table(runs, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
                         methods=methods, published=load_published() if published else ())
     click.echo(render(table, fmt))
+
+
+@cli.command("download")
+@click.argument("benchmarks", nargs=-1, required=True)
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def download_command(benchmarks, data_root, quiet) -> None:
+    """Fetch the data of one or more benchmarks into the data root (resumable, checksummed, atomic)."""
+    from .data_root import resolve_data_root
+    from .datasets import make_adapter
+    from .registry import BENCHMARKS
+
+    root = resolve_data_root(data_root)
+    for name in benchmarks:
+        adapter = make_adapter(BENCHMARKS.get(name), root)
+        adapter.prepare(progress=not quiet, download=True)
+        click.echo(f"{name}: ready at {adapter.root}")
 
 
 @cli.command("ls")

@@ -63,6 +63,7 @@ class RunOptions:
     out: Path = Path("results")
     data_root: Path | None = None
     rescore: bool = False
+    download: bool = True
     strict: bool = False
     progress: bool = True
     command: str = ""
@@ -119,7 +120,7 @@ def run(opts: RunOptions) -> RunOutcome:
     config = config_to_json(build_config(method_cls.Config, opts.options, method_cls.__name__))
 
     adapter = make_adapter(spec, resolve_data_root(opts.data_root), strict=opts.strict)
-    adapter.prepare(progress=opts.progress)
+    adapter.prepare(progress=opts.progress, download=opts.download and not opts.rescore)
     pairset = adapter.pairs(spec.split, spec.subset)
     listed = len(pairset.pairs)
     pairs = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs

@@ -134,7 +134,17 @@ class Registry(Generic[T]):
 
     @staticmethod
     def _same_target(a: _Entry, b: _Entry) -> bool:
-        return a.describe_target() == b.describe_target() or a.target is b.target
+        if a.describe_target() == b.describe_target() or a.target is b.target:
+            return True
+        # An entry point ("module:attr") and an object registered in code may be the same thing: resolve the
+        # string only in this rare case, so entry points stay lazy otherwise.
+        lazy, concrete = (a, b) if isinstance(a.target, str) else (b, a)
+        if isinstance(lazy.target, str) and not isinstance(concrete.target, str):
+            try:
+                return import_target(lazy.target) is concrete.target
+            except ConfigError:
+                return False
+        return False
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from corrbench.errors import DataError
-from corrbench.datasets import SPairLayout
+from corrbench.datasets.spair import SPairLayout
 
 
 def _write_pair(root, split, stem, **overrides):

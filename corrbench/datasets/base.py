@@ -13,6 +13,40 @@ from ..types import Pair
 
 
 @dataclass(frozen=True)
+class DatasetSource:
+    """One thing to fetch for a dataset, relative to the data root.
+
+    name: what it is, for messages ("SPair-71k images and annotations").
+    url: direct download address, or None when only a manual step can get it.
+    filename: saved as ``<data root>/.downloads/<filename>``.
+    kind: ``archive`` (.zip, .tar, .tar.gz, .tgz: extracted) or ``file`` (placed as is).
+    destination: archive: the folder under the data root it is extracted into ("" = the data root itself);
+        file: its path under the data root.
+    provides: a path under the data root that exists once this source is in place (how presence is checked).
+    sha256, size: known checksum and size in bytes, or None: then the first download's are recorded in
+        ``.downloads/<filename>.json`` and verified on later downloads.
+    manual: step-by-step instructions for sources that need a person (Google Drive quotas, passwords).
+    """
+
+    name: str
+    url: str | None
+    filename: str
+    provides: str
+    kind: str = "archive"
+    destination: str = ""
+    sha256: str | None = None
+    size: int | None = None
+    manual: str = ""
+
+    @property
+    def automatic(self) -> bool:
+        return self.url is not None and not self.manual
+
+    def is_present(self, data_root: Path) -> bool:
+        return (Path(data_root) / self.provides).exists()
+
+
+@dataclass(frozen=True)
 class SkippedPair:
     """A pair the adapter could not use, and why (reported in the result's ``counts.skipped``)."""
 
@@ -51,9 +85,12 @@ class DatasetAdapter(abc.ABC):
     name: ClassVar[str]
     #: Shown when the data is missing: where it comes from and what to put where.
     instructions: ClassVar[str] = ""
+    #: What ``corrbench download`` fetches (relative to the data root), in order.
+    sources: ClassVar[tuple[DatasetSource, ...]] = ()
 
     def __init__(self, root: Path, *, strict: bool = False, **options: Any):
         self.root = Path(root)
+        self.data_root = self.root.parent  # root is <data root>/<BenchmarkSpec.data_dir>
         self.strict = strict
         self.options = options
 
@@ -61,13 +98,35 @@ class DatasetAdapter(abc.ABC):
     def is_available(self) -> bool:
         """Whether the data is on disk."""
 
-    def prepare(self, progress: bool = True) -> None:
-        """Make sure the data is on disk, or raise a DataError that says how to get it."""
-        if not self.is_available():
-            raise DataError(
-                f"{self.name} data not found at {self.root}",
-                hint=self.instructions or "put the dataset there, or point --data-root / $CORRBENCH_DATA at it",
-            )
+    def prepare(self, progress: bool = True, download: bool = True) -> None:
+        """Make sure the data is on disk: download what is missing (when allowed and possible), or raise a
+        DataError that says where it comes from and which directory to fill."""
+        if self.is_available():
+            return
+        missing = [s for s in self.sources if not s.is_present(self.data_root)]
+        if download and missing and all(s.automatic for s in missing):
+            from .download import fetch_source
+
+            for source in missing:
+                fetch_source(source, self.data_root, progress=progress)
+            if self.is_available():
+                return
+        raise DataError(f"{self.name} data not found at {self.root}", hint=self.missing_data_hint(missing, download))
+
+    def missing_data_hint(self, missing: list[DatasetSource], download: bool) -> str:
+        lines = [self.instructions] if self.instructions else []
+        for source in missing:
+            where = self.data_root / (source.destination if source.kind == "archive" else source.provides)
+            if source.automatic:
+                lines.append(f"{source.name}: {source.url} -> {where}")
+            else:
+                lines.append(f"{source.name} (manual): {source.manual} -> {where}")
+        if download and any(s.automatic for s in missing) and not all(s.automatic for s in missing):
+            lines.append("the parts that need a manual step must be in place before the rest is downloaded")
+        elif not download and any(s.automatic for s in missing):
+            lines.append("run `corrbench download` for this benchmark, or drop --no-download")
+        lines.append("the data root is --data-root, else $CORRBENCH_DATA, else ~/.cache/corrbench/data")
+        return "\n  ".join(lines)
 
     @abc.abstractmethod
     def pairs(self, split: str, subset: str | None = None) -> PairSet:

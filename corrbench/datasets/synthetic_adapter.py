@@ -27,7 +27,8 @@ class SyntheticDataset(SPairLayout):
     def is_available(self) -> bool:
         return (self.root / MANIFEST).is_file()
 
-    def prepare(self, progress: bool = True) -> None:
+    def prepare(self, progress: bool = True, download: bool = True) -> None:
+        """Generate the dataset when it is missing (it is made here, never downloaded)."""
         from .synthetic import GENERATOR_VERSION, generate_synthetic
 
         if not self.is_available():
