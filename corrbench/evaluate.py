@@ -118,74 +118,68 @@ def run(opts: RunOptions) -> RunOutcome:
     method_cls: type[Matcher] = METHODS.get(opts.method)
     name = method_name(opts.method, method_cls)
     config = config_to_json(build_config(method_cls.Config, opts.options, method_cls.__name__))
-
-    adapter = make_adapter(spec, resolve_data_root(opts.data_root), strict=opts.strict)
-    adapter.prepare(progress=opts.progress, download=opts.download and not opts.rescore)
-    pairset = adapter.pairs(spec.split, spec.subset)
-    listed = len(pairset.pairs)
-    pairs = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs
-    scored_set = PairSet(pairs, pairset.skipped)
+    pairset, scored = _load_pairs(spec, opts)
 
     identity = {
         "method": name,
         "class": f"{method_cls.__module__}:{method_cls.__qualname__}",
         "config": config,
         "benchmark": spec.key,
-        "pairs": scored_set.fingerprint(),
+        "pairs": scored.fingerprint(),
         "dtype": opts.dtype,
         "seed": opts.seed,
     }
     directory = run_directory(opts.out, spec.name, name, identity)
-    _check_identity(directory, identity)
+    stored = _stored_run(directory)
+    if stored is not None and fingerprint(stored["identity"]) != fingerprint(identity):
+        raise ResultsError(
+            f"{directory} holds predictions of a different configuration",
+            hint=f"delete {directory} or pass another --out",
+        )
     store = PredictionStore(directory / PREDICTIONS_FILE)
     predictions = store.load()
-    pending = [p for p in pairs if p.pair_id not in predictions]
+    pending = [p for p in scored.pairs if p.pair_id not in predictions]
 
     device = resolve_device(opts.device)
-    matcher_info: dict[str, Any]
-    timing: dict[str, Any] = {"resumed_pairs": len(pairs) - len(pending), "predicted_pairs": len(pending)}
+    timing: dict[str, Any] = {"resumed_pairs": len(scored.pairs) - len(pending), "predicted_pairs": len(pending)}
     if opts.rescore:
-        if pending:
+        if pending or stored is None:
             raise ResultsError(
-                f"--rescore needs predictions for all {len(pairs)} pairs, but {len(pending)} are missing in "
+                f"--rescore needs predictions for all {len(scored.pairs)} pairs, but {len(pending)} are missing in "
                 f"{store.path}",
                 hint="run without --rescore to predict the missing pairs",
             )
-        matcher_info = _stored_method_info(directory)
+        method_info = stored["method"]
     else:
         seed_everything(opts.seed)
         matcher = method_cls(**opts.options).to(device).eval()
-        matcher_info = {"name": name, **matcher.info()}
-        write_json_atomic(directory / RUN_FILE, {"identity": identity, "method": matcher_info})
+        method_info = {"name": name, **matcher.info()}
+        if stored is not None and stored["method"]["weights"] != method_info["weights"]:
+            raise ResultsError(
+                f"{directory} holds predictions made with other weights ({stored['method']['weights']}; now "
+                f"{method_info['weights']})",
+                hint=f"delete {directory} to predict again with the new weights",
+            )
+        write_json_atomic(directory / RUN_FILE, {"identity": identity, "method": method_info})
         timing.update(_predict(matcher, pending, store, device, opts))
         predictions = store.load()
 
     started = time.perf_counter()
     accumulator = PCKAccumulator(spec.protocol.alphas)
-    for pair in pairs:
+    for pair in scored.pairs:
         accumulator.add(spec.protocol.score(pair, predictions[pair.pair_id]))
     write_jsonl_atomic(directory / PAIRS_FILE, (s.to_json() for s in accumulator.scores))
     timing["score_seconds"] = round(time.perf_counter() - started, 4)
-
     summary = accumulator.summary()
-    skipped = Counter(s.reason for s in pairset.skipped)
-    skipped.update(summary["counts"]["skipped"])
+
     result = {
         "schema_version": SCHEMA_VERSION,
         "command": opts.command,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "partial": opts.limit is not None and opts.limit < listed,
-        "benchmark": {**spec.to_json(), "key": spec.key, "pairs_fingerprint": scored_set.fingerprint()},
-        "method": matcher_info,
-        "counts": {
-            "pairs_listed": listed + len(pairset.skipped),
-            "pairs": summary["counts"]["pairs"],
-            "points": summary["counts"]["points"],
-            "categories": summary["counts"]["categories"],
-            "limit": opts.limit,
-            "skipped": {reason: n for reason, n in sorted(skipped.items()) if n},
-            "skipped_pairs": [vars(s) for s in pairset.skipped[:200]],
-        },
+        "partial": len(scored.pairs) < len(pairset.pairs),
+        "benchmark": {**spec.to_json(), "key": spec.key, "pairs_fingerprint": scored.fingerprint()},
+        "method": method_info,
+        "counts": _counts(pairset, summary["counts"], opts.limit),
         "timing": timing,
         "env": describe_environment(device, opts.dtype, opts.batch_size, opts.seed),
         "metrics": {"pck": summary["pck"], "pck_dagger": summary["pck_dagger"]},
@@ -195,24 +189,41 @@ def run(opts: RunOptions) -> RunOutcome:
     return RunOutcome(result, directory)
 
 
-def _check_identity(directory: Path, identity: dict[str, Any]) -> None:
-    """Guard against predictions of another configuration in this directory (e.g. edited by hand)."""
-    run_file = directory / RUN_FILE
-    if not run_file.exists():
-        return
-    stored = json.loads(run_file.read_text()).get("identity")
-    if stored is not None and fingerprint(stored) != fingerprint(identity):
-        raise ResultsError(
-            f"{directory} holds predictions of a different configuration",
-            hint=f"delete {directory} or pass another --out",
-        )
+def _load_pairs(spec: BenchmarkSpec, opts: RunOptions) -> tuple[PairSet, PairSet]:
+    """All pairs of the benchmark (with what was skipped reading them), and those this run scores."""
+    adapter = make_adapter(spec, resolve_data_root(opts.data_root), strict=opts.strict)
+    adapter.prepare(progress=opts.progress, download=opts.download and not opts.rescore)
+    pairset = adapter.pairs(spec.split, spec.subset)
+    scored = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs
+    return pairset, PairSet(scored, pairset.skipped)
 
 
-def _stored_method_info(directory: Path) -> dict[str, Any]:
+def _counts(pairset: PairSet, scored: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    skipped = Counter(s.reason for s in pairset.skipped)
+    skipped.update(scored["skipped"])
+    return {
+        "pairs_listed": len(pairset.pairs) + len(pairset.skipped),
+        "pairs": scored["pairs"],
+        "points": scored["points"],
+        "categories": scored["categories"],
+        "limit": limit,
+        "skipped": {reason: n for reason, n in sorted(skipped.items()) if n},
+        # the first few in full (file, reason, detail), so a broken dataset is easy to inspect
+        "skipped_pairs": [vars(s) for s in pairset.skipped[:200]],
+    }
+
+
+def _stored_run(directory: Path) -> dict[str, Any] | None:
+    """The run.json of an earlier run in ``directory`` (its identity and method info), if any."""
     run_file = directory / RUN_FILE
     if not run_file.exists():
-        raise ResultsError(f"--rescore found no {RUN_FILE} in {directory}", hint="run once without --rescore")
-    return json.loads(run_file.read_text())["method"]
+        return None
+    try:
+        stored = json.loads(run_file.read_text())
+        stored["identity"], stored["method"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{run_file} is unreadable ({exc})", hint=f"delete {directory} to start this run afresh")
+    return stored
 
 
 def _predict(matcher: Matcher, pairs, store: PredictionStore, device: torch.device, opts: RunOptions) -> dict[str, Any]:

@@ -98,3 +98,11 @@ def test_unseen_keypoints_benchmark(tmp_path, data_env):
     assert unseen["metrics"]["pck"]["point"]["all"]["0.01"] == 100.0
     assert unseen["benchmark"]["adapter_options"]["pair_dir"] == "ExtraPairAnnotation"
     assert 0 < unseen["counts"]["points"] < seen["counts"]["points"]
+
+
+def test_new_weights_never_mix_with_old_predictions(tmp_path, data_env, monkeypatch):
+    _run(tmp_path, data_env, "tiny-vit", limit=2)
+    monkeypatch.setattr("corrbench.methods.tiny_vit.TinyViTMatcher.weights_info",
+                        lambda self: {"source": "/w/new.pth", "sha256": "ab" * 32})
+    with pytest.raises(ResultsError, match="other weights"):
+        _run(tmp_path, data_env, "tiny-vit", limit=2)
