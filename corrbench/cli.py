@@ -144,6 +144,57 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     click.echo(render(table, fmt))
 
 
+@cli.command("match")
+@click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
+@click.option("--src", "src", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Source image.")
+@click.option("--trg", "trg", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Target image.")
+@click.option("--points", help='Source points as "x,y x,y ..." (pixels, (0, 0) = centre of the top-left pixel).')
+@click.option("--points-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON with [[x, y], ...] or {"points": [[x, y], ...]}.')
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--weights", help="Backbone weights file (sets the method's `weights` option).")
+@click.option("--checkpoint", help="Method checkpoint file (sets the method's `checkpoint` option).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write a side-by-side picture here.")
+def match_command(method, src, trg, points, points_file, settings, weights, checkpoint, device, as_json, out) -> None:
+    """Predict where points of one image land in another, with any method."""
+    import json
+
+    from .config import parse_assignments
+    from .errors import ConfigError
+    from .match_pair import build_matcher, match_points, parse_points, read_points_file
+
+    if (points is None) == (points_file is None):
+        raise ConfigError("give exactly one of --points and --points-file")
+    queries = parse_points(points) if points is not None else read_points_file(points_file)
+    options = parse_assignments(settings)
+    for key, value in (("weights", weights), ("checkpoint", checkpoint)):
+        if value is not None:
+            options[key] = value
+    from .evaluate import resolve_device
+
+    matcher = build_matcher(method, options, resolve_device(device))
+    predicted = match_points(matcher, src, trg, queries)
+    if as_json:
+        click.echo(json.dumps({"method": method, "src": str(src), "trg": str(trg),
+                               "src_points": queries.tolist(), "trg_points": predicted.round(2).tolist()}))
+    else:
+        for i, (a, b) in enumerate(zip(queries, predicted)):
+            click.echo(f"{i:3d}  ({a[0]:8.2f}, {a[1]:8.2f})  ->  ({b[0]:8.2f}, {b[1]:8.2f})")
+    if out is not None:
+        from PIL import Image
+
+        from .visualize import save_correspondences
+
+        with Image.open(src) as src_image, Image.open(trg) as trg_image:
+            save_correspondences(out, src_image, trg_image, queries, predicted, title=f"{method}: {src.name} -> {trg.name}")
+        if not as_json:
+            click.echo(f"picture: {out}")
+
+
 @cli.command("download")
 @click.argument("benchmarks", nargs=-1, required=True)
 @click.option("--data-root", type=click.Path(path_type=Path),
