@@ -20,9 +20,9 @@ class DatasetSource:
     url: direct download address, or None when only a manual step can get it.
     filename: saved as ``<data root>/.downloads/<filename>``.
     kind: ``archive`` (.zip, .tar, .tar.gz, .tgz: extracted) or ``file`` (placed as is).
-    destination: archive: the folder under the data root it is extracted into ("" = the data root itself);
-        file: its path under the data root.
-    provides: a path under the data root that exists once this source is in place (how presence is checked).
+    destination: for an archive, the folder under the data root it is extracted into ("" = the data root).
+    provides: a path under the data root that exists once this source is in place (how presence is checked);
+        a ``file`` source is placed exactly there.
     sha256, size: known checksum and size in bytes, or None: then the first download's are recorded in
         ``.downloads/<filename>.json`` and verified on later downloads.
     manual: step-by-step instructions for sources that need a person (Google Drive quotas, passwords).

@@ -1,0 +1,332 @@
+"""Fetch one DatasetSource into the data root: resumable download, checksum, atomic extraction.
+
+Everything lives under the data root so that one folder holds a complete, movable copy of the data:
+
+- ``.downloads/<filename>.part`` while downloading. An interrupted download keeps it, and the next call
+  resumes it with an HTTP Range request (a server that ignores Range makes us start over cleanly).
+- ``.downloads/<filename>`` once complete, kept after extraction so a damaged dataset folder can be rebuilt
+  without the network (delete it to save space). A file a person put there by hand (the fallback when this
+  machine cannot reach the server) is used the same way: verified, then extracted.
+- ``.downloads/<filename>.json``: ``{url, filename, size, sha256, downloaded_at}`` of the first good copy.
+  Sources without a published checksum are verified against this record later, so a file that changed on
+  disk or on the server is noticed instead of silently producing different pairs.
+
+Archives are extracted into a temporary folder inside the data root (same file system, so the final moves
+are ``os.replace`` renames) and only moved into place once complete: an error or Ctrl-C never leaves a
+half-extracted dataset that would later look present. Members with absolute paths, ``..`` or links that
+point outside the archive are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import DataError
+from .base import DatasetSource
+
+#: (connect, read) seconds: an unreachable server fails fast, a slow but alive one gets a minute per chunk.
+TIMEOUT = (10, 60)
+CHUNK = 1 << 20
+
+
+def fetch_source(source: DatasetSource, data_root: Path, *, progress: bool = True) -> Path:
+    """Make ``source`` present under ``data_root`` and return ``<data root>/<source.provides>``.
+
+    Downloads only when ``.downloads/<filename>`` is not there yet; raises DataError with the manual steps
+    for sources that need a person, and with a browser fallback when the network fails.
+    """
+    data_root = Path(data_root)
+    target = data_root / source.provides
+    if target.exists():
+        return target
+    if not source.automatic:
+        steps = source.manual or "no download address is known"
+        raise DataError(f"{source.name} cannot be downloaded automatically",
+                        hint=f"{steps} -> {_expected_path(source, data_root)}")
+
+    downloads = data_root / ".downloads"
+    archive = downloads / source.filename
+    record_path = downloads / f"{source.filename}.json"
+    if not archive.exists():
+        downloads.mkdir(parents=True, exist_ok=True)
+        _download(source.url, archive, progress, _network_hint(source, data_root))
+    _verify(source, archive, record_path)
+
+    if source.kind == "archive":
+        _extract(source, archive, data_root)
+    elif source.kind == "file":
+        _place_file(archive, target)
+    else:
+        raise DataError(f"{source.name}: unknown source kind {source.kind!r}", hint="use 'archive' or 'file'")
+    return target
+
+
+def download_file(url: str, destination: Path, *, sha256: str | None = None, progress: bool = True,
+                  hint: str | None = None) -> Path:
+    """Download ``url`` to ``destination`` (resumable through ``<destination>.part``; the file appears only
+    when complete) and check ``sha256`` when given. Used for single files outside the data root, such as
+    model weights in the torch hub cache."""
+    destination = Path(destination)
+    if not destination.exists():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fallback = (f"without network, download {url} with a browser to {destination}")
+        _download(url, destination, progress, hint or fallback)
+    if sha256 is not None:
+        actual = _sha256(destination)
+        if actual != sha256:
+            raise DataError(f"{destination}: sha256 is {actual}, expected {sha256}",
+                            hint=f"delete {destination} and run again to download it anew")
+    return destination
+
+
+# --- download -------------------------------------------------------------------------------------------
+
+
+def _expected_path(source: DatasetSource, data_root: Path) -> Path:
+    return data_root / (source.destination if source.kind == "archive" else source.provides)
+
+
+def _network_hint(source: DatasetSource, data_root: Path) -> str:
+    return (f"expected at {_expected_path(source, data_root)}; without network, download {source.url} with a "
+            f"browser to {data_root / '.downloads' / source.filename} and run the command again "
+            "(it is then verified and extracted offline)")
+
+
+def _download(url: str, archive: Path, progress: bool, hint: str) -> None:
+    """Stream ``url`` into ``<archive>.part`` (resuming it when possible), then rename to ``archive``.
+
+    ``hint`` is what a network failure tells the user to do (where the file is expected, the manual fallback).
+    """
+    import requests
+    from tqdm import tqdm
+
+    part = archive.with_name(archive.name + ".part")
+    for _attempt in range(2):  # a second attempt only after throwing away a .part the server cannot resume
+        offset = part.stat().st_size if part.exists() else 0
+        total = None
+        # identity: Content-Length must be the size of the bytes we store, not of a gzip-encoded transfer.
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+        try:
+            with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as response:
+                if response.status_code == 416 and offset:  # the .part is complete, or longer than the file
+                    if _range_total(response) == offset:
+                        break
+                    part.unlink()
+                    continue
+                if response.status_code >= 400:
+                    raise DataError(f"could not download {url}: HTTP {response.status_code} {response.reason}",
+                                    hint=hint)
+                resumed = response.status_code == 206 and _range_start(response) == offset
+                if not resumed:  # the server sent the whole file (it ignored Range, or there was none)
+                    offset = 0
+                length = response.headers.get("Content-Length")
+                total = offset + int(length) if length and length.isdigit() else None
+                with open(part, "ab" if resumed else "wb") as out, tqdm(
+                        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                        desc=archive.name, disable=not progress) as bar:
+                    for chunk in response.iter_content(CHUNK):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except requests.RequestException as exc:
+            kept = f"; the partial file {part} is kept and resumed next time" if part.exists() else ""
+            raise DataError(f"could not download {url}: {_reason(exc)}{kept}",
+                            hint=hint) from None
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise DataError(f"download of {url} stopped after {got} of {total} bytes",
+                            hint=f"run the command again to resume {part}; " + hint)
+        break
+    os.replace(part, archive)
+
+
+def _range_start(response) -> int | None:
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _range_total(response) -> int | None:
+    match = re.search(r"/(\d+)$", response.headers.get("Content-Range", ""))
+    return int(match.group(1)) if match else None
+
+
+def _reason(exc: Exception) -> str:
+    """A one-line cause: requests' own messages nest whole reprs of urllib3 objects."""
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.Timeout):
+        return f"no answer in time (connect {TIMEOUT[0]} s, read {TIMEOUT[1]} s)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke during the download"
+    if "NameResolution" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return "the host name could not be resolved (offline?)"
+    if "Connection refused" in text:
+        return "connection refused"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+# --- verification ---------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(source: DatasetSource, archive: Path, record_path: Path) -> None:
+    """Check ``archive`` against the source's known size/sha256 and the record of the first download;
+    write that record when there is none yet."""
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    size, sha = archive.stat().st_size, None
+    checks = [("size", source.size, "the published value"), ("sha256", source.sha256, "the published value")]
+    if record is not None:
+        checks += [("size", record.get("size"), f"the record {record_path}"),
+                   ("sha256", record.get("sha256"), f"the record {record_path}")]
+    for field, expected, origin in checks:
+        if expected is None:
+            continue
+        if field == "sha256" and sha is None:
+            sha = _sha256(archive)
+        actual = size if field == "size" else sha
+        if actual != expected:
+            raise DataError(f"{archive}: {field} is {actual}, expected {expected} ({origin})",
+                            hint=f"the file is incomplete or changed: delete {archive}"
+                                 f"{' and ' + str(record_path) if record is not None else ''} and run again")
+    if record is None:
+        record = {"url": source.url, "filename": source.filename, "size": size, "sha256": sha or _sha256(archive),
+                  "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        tmp = record_path.with_name(record_path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, record_path)
+
+
+# --- placement ------------------------------------------------------------------------------------------
+
+
+def _place_file(downloaded: Path, target: Path) -> None:
+    """Copy under a temporary name next to the target, then rename: the target is whole or absent."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(downloaded, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _extract(source: DatasetSource, archive: Path, data_root: Path) -> None:
+    """Unpack into a staging folder, check it holds ``provides``, then move its entries into place."""
+    destination = data_root / source.destination
+    provides = (data_root / source.provides).absolute()
+    staging = Path(tempfile.mkdtemp(dir=data_root, prefix=f".extract-{source.filename}-"))
+    try:
+        _unpack(archive, staging)
+        within = provides.is_relative_to(destination.absolute())
+        if not within or not (staging / provides.relative_to(destination.absolute())).exists():
+            top_level = sorted(p.name for p in staging.iterdir())
+            raise DataError(f"{archive} did not contain the expected path {source.provides}",
+                            hint=f"its top-level entries are: {', '.join(top_level) or '(none)'} (extracted into "
+                                 f"{destination}); the archive's layout may have changed: please report it")
+        moves = _plan_moves(staging, destination, archive)
+        # The move that creates `provides` goes last, so the source only looks present once all is in place.
+        moves.sort(key=lambda move: provides.is_relative_to(move[1].absolute()))
+        destination.mkdir(parents=True, exist_ok=True)
+        for src, dst in moves:
+            os.replace(src, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _plan_moves(staging: Path, destination: Path, archive: Path) -> list[tuple[Path, Path]]:
+    """Renames that put every extracted entry in place, merging into existing folders (SPair-U adds folders
+    next to SPair-71k's). Any path that already exists as a file, or as a folder where the archive has a
+    file, is in the way: nothing is moved then."""
+    moves, in_the_way = [], []
+
+    def plan(src: Path, dst: Path) -> None:
+        if not dst.exists() and not dst.is_symlink():
+            moves.append((src, dst))
+        elif src.is_dir() and not src.is_symlink() and dst.is_dir():
+            for child in sorted(src.iterdir()):
+                plan(child, dst / child.name)
+        else:
+            in_the_way.append(dst)
+
+    for entry in sorted(staging.iterdir()):
+        plan(entry, destination / entry.name)
+    if in_the_way:
+        more = f" (+{len(in_the_way) - 5} more)" if len(in_the_way) > 5 else ""
+        shown = ", ".join(str(p) for p in in_the_way[:5]) + more
+        raise DataError(f"cannot extract {archive}: already present: {shown}",
+                        hint="move or delete what is in the way (an older or partial copy?) and run again; "
+                             "the downloaded archive is kept")
+    return moves
+
+
+def _unpack(archive: Path, into: Path) -> None:
+    try:
+        _unpack_members(archive, into)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+        raise DataError(f"{archive} is not a readable archive ({exc})",
+                        hint=f"it is damaged or not the expected file: delete {archive} and "
+                             f"{archive.name}.json next to it, and run again") from None
+
+
+def _unpack_members(archive: Path, into: Path) -> None:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.infolist():
+                _check_member(archive, member.filename)
+                if (member.external_attr >> 16) & 0o170000 == 0o120000:  # a symlink stored by Info-ZIP
+                    _check_link(archive, member.filename, zf.read(member).decode("utf-8", "replace"))
+                zf.extract(member, into)
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        with tarfile.open(archive) as tf:
+            for member in tf:
+                _check_member(archive, member.name)
+                if member.issym():
+                    _check_link(archive, member.name, member.linkname)
+                elif member.islnk():  # hard links name a path from the archive's root
+                    _check_member(archive, member.linkname)
+                elif not (member.isfile() or member.isdir()):
+                    raise DataError(f"{archive}: member {member.name} is a device or pipe",
+                                    hint="the archive is not a dataset archive; delete it and run again")
+                tf.extract(member, into, **_tar_filter())
+    else:
+        raise DataError(f"{archive}: unknown archive type", hint="expected .zip, .tar, .tar.gz or .tgz")
+
+
+def _tar_filter() -> dict:
+    # Python >= 3.11.4 / 3.12 checks members itself too; without a filter argument it warns on 3.12+.
+    return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+def _check_member(archive: Path, name: str) -> None:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise DataError(f"{archive}: refusing member {name!r}: it would be written outside the extraction folder",
+                        hint="the archive is damaged or not the official one; delete it and run again")
+
+
+def _check_link(archive: Path, name: str, link: str) -> None:
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
+    if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        raise DataError(f"{archive}: refusing link {name!r} -> {link!r}: it points outside the archive",
+                        hint="the archive is damaged or not the official one; delete it and run again")
