@@ -377,6 +377,5 @@ def test_download_file_for_single_files_outside_the_data_root(served, tmp_path):
     assert not target.exists() and target.with_name("weights.pth.part").exists()
     served.cut_after = None
     assert download_file(served.url("weights.pth"), target, sha256=digest, progress=False).read_bytes() == payload
-    assert served.requests[-1][1] == "bytes=1000-"
     with pytest.raises(DataError, match="expected " + "0" * 64):
         download_file(served.url("weights.pth"), target, sha256="0" * 64, progress=False)
