@@ -232,6 +232,16 @@ def ls_command(what: str) -> None:
         click.echo(f"{name.ljust(width)}  {description}")
 
 
+def _add_dataset_builders() -> None:
+    """The builders live beside their adapters; their modules import no torch, so start-up stays fast."""
+    from .datasets.mp100_build import build_mp100_command
+
+    cli.add_command(build_mp100_command, "build-mp100")
+
+
+_add_dataset_builders()
+
+
 def main() -> None:
     cli(prog_name="corrbench")
 

@@ -6,10 +6,12 @@ import abc
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import DataError
-from ..types import Pair
+
+if TYPE_CHECKING:  # the adapters' builders and `corrbench download` stay free of torch
+    from ..types import Pair
 
 
 @dataclass(frozen=True)
