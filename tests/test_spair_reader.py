@@ -78,5 +78,5 @@ def test_missing_pair_file_is_reported_or_ignored(spair_root):
 
 def test_missing_dataset_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match="not found") as info:
-        SPairLayout(tmp_path / "nowhere").prepare()
+        SPairLayout(tmp_path / "nowhere").prepare(download=False)
     assert "SPair-71k.tar.gz" in info.value.hint
