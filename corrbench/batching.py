@@ -41,7 +41,7 @@ def _mask_or_box(pair: Pair, side: str) -> torch.Tensor:
     path = getattr(pair, f"{side}_mask")
     size = getattr(pair, f"{side}_size")
     if path is not None:
-        return load_mask(path, size)
+        return load_mask(path, size, pair.meta.get("mask_label"))
     mask = torch.zeros(size[1], size[0], dtype=torch.bool)
     box = getattr(pair, f"{side}_bbox")
     if box is not None:

@@ -64,6 +64,9 @@ class PairSet:
 
     pairs: list[Pair]
     skipped: list[SkippedPair] = field(default_factory=list)
+    #: What the adapter found on disk that decides how it read the data (an annotation layout, a pair-list
+    #: convention); copied into the result under ``benchmark.data``.
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """sha256 of the ordered pair ids: two runs scored the same pairs iff these agree."""

@@ -12,9 +12,12 @@ from ..errors import DataError
 from ..types import Size
 
 
-def _open(path: Path, mode: str) -> np.ndarray:
+def _open(path: Path, mode: str | None) -> np.ndarray:
+    """Pixels of ``path``; ``mode=None`` keeps label images' values (palette indices, not colours)."""
     try:
         with Image.open(path) as image:
+            if mode is None:
+                return np.asarray(image if image.mode in ("P", "L", "I", "I;16") else image.convert("L"))
             return np.asarray(image.convert(mode))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}", hint="check the dataset is complete under the data root") from None
@@ -34,9 +37,14 @@ def load_image(path: Path, expected_size: Size | None = None) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_mask(path: Path, expected_size: Size | None = None) -> torch.Tensor:
-    """``(H, W)`` bool object mask: every non-zero pixel of a label image is object."""
-    labels = _open(path, "L")
+def load_mask(path: Path, expected_size: Size | None = None, label: int | None = None) -> torch.Tensor:
+    """``(H, W)`` bool object mask from a label image.
+
+    With ``label`` (SPair's class value of the pair's category) only that class is object, so other objects
+    in the picture stay out; without it every non-zero value except 255 (VOC's "void" border) is object.
+    """
+    labels = _open(path, None)
     if expected_size is not None and (labels.shape[1], labels.shape[0]) != tuple(expected_size):
         raise DataError(f"mask {path} is {labels.shape[1]}x{labels.shape[0]}, expected {expected_size}")
-    return torch.from_numpy(labels > 0)
+    mask = labels == label if label is not None else (labels > 0) & (labels != 255)
+    return torch.from_numpy(np.ascontiguousarray(mask))

@@ -21,8 +21,12 @@ class SyntheticDataset(SPairLayout):
     name = "synthetic"
 
     def __init__(self, root: Path, *, seed: int = 0, **options: Any):
+        from .synthetic import CATEGORIES
+
         super().__init__(root, **options)
         self.seed = seed
+        # the generator writes each category's 1-based index into Segmentation/
+        self.segmentation_labels = {name: i + 1 for i, name in enumerate(CATEGORIES)}
 
     def is_available(self) -> bool:
         return (self.root / MANIFEST).is_file()
