@@ -234,8 +234,10 @@ def ls_command(what: str) -> None:
 
 def _add_dataset_builders() -> None:
     """The builders live beside their adapters; their modules import no torch, so start-up stays fast."""
+    from .datasets.ap10k_build import build_ap10k_command
     from .datasets.mp100_build import build_mp100_command
 
+    cli.add_command(build_ap10k_command, "build-ap10k")
     cli.add_command(build_mp100_command, "build-mp100")
 
 
