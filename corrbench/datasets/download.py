@@ -98,7 +98,8 @@ def _expected_path(source: DatasetSource, data_root: Path) -> Path:
 
 
 def _network_hint(source: DatasetSource, data_root: Path) -> str:
-    return (f"expected at {_expected_path(source, data_root)}; without network, download {source.url} with a "
+    return (f"the directory to fill is {_expected_path(source, data_root)} (so that {data_root / source.provides} "
+            f"exists); without network, download {source.url} with a "
             f"browser to {data_root / '.downloads' / source.filename} and run the command again "
             "(it is then verified and extracted offline)")
 
