@@ -1,0 +1,115 @@
+"""Where backbone weights come from, and a record of which file was used.
+
+Order (ARCHITECTURE.md, "Weights and data"): an explicit path or state dict; else the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/<official file name>``, shared with ``torch.hub`` so a file downloaded by the
+official code is reused); else a download from the official URL into that cache. ``"random"`` never touches
+the disk or the network.
+
+Provenance is ``{"source": ..., "sha256": ...}``: the sha256 of a ~1 GB file takes seconds, so it is kept
+in a side file ``<file>.sha256`` and recomputed only when the file's size or mtime changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import ConfigError, CorrbenchError, DataError
+
+try:  # the shared resumable, atomic downloader; looked up at call time so tests can monkeypatch it here
+    from corrbench.datasets.download import download_file
+except ImportError:  # pragma: no cover - only while that module is being written
+    download_file = None
+
+RANDOM = "random"
+
+
+def hub_checkpoint_path(filename: str) -> Path:
+    """Where torch.hub keeps (and looks for) downloaded checkpoints: ``<hub dir>/checkpoints/<filename>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def resolve_weights(
+    url: str,
+    filename: str,
+    weights: str | os.PathLike | Mapping[str, Any] | None,
+    *,
+    progress: bool = True,
+) -> tuple[Path | dict | None, dict[str, Any]]:
+    """Turn a ``weights`` argument into something loadable plus its provenance.
+
+    Returns ``(None, info)`` for ``"random"``, ``(state_dict, info)`` for a state dict given in memory, and
+    ``(path, info)`` otherwise, where ``path`` exists. ``info`` holds ``source`` (the official URL, the path
+    given, ``"state_dict"`` or ``"random"``), ``sha256`` (None unless a file) and, for files, ``path``.
+    """
+    if isinstance(weights, str) and weights == RANDOM:
+        return None, {"source": RANDOM, "sha256": None}
+    if isinstance(weights, Mapping):
+        return dict(weights), {"source": "state_dict", "sha256": None}
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ConfigError(f"weights must be None, 'random', a path or a state dict, not {type(weights).__name__}")
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"weights file not found: {path}",
+                              hint=f"pass an existing checkpoint, or omit it to use the official file ({url})")
+        return path, {"source": str(path.resolve()), "path": str(path.resolve()), "sha256": file_sha256(path)}
+
+    path = hub_checkpoint_path(filename)
+    if not path.is_file():
+        _download(url, path, progress)
+    return path, {"source": url, "path": str(path), "sha256": file_sha256(path)}
+
+
+def _download(url: str, path: Path, progress: bool) -> None:
+    manual = (f"download it on a machine with internet access and place it at {path} (for example "
+              f"`curl -L -o {path} {url}`), set TORCH_HOME to a folder whose hub/checkpoints/ holds it, "
+              "or pass the file explicitly (weights=PATH / --weights PATH)")
+    if download_file is None:
+        raise DataError(f"{path.name} is not in the torch hub cache and no downloader is available",
+                        hint=manual)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_file(url, path, progress=progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # offline, HTTP error, disk full...: one clear message with the way out
+        if isinstance(exc, CorrbenchError) and url in exc.message:  # the downloader already named the URL
+            message = f"{exc.message} (the file belongs at {path})"
+        else:
+            message = f"could not download {url} to {path}: {type(exc).__name__}: {exc}"
+        raise DataError(message, hint=manual) from exc
+    if not path.is_file():
+        raise DataError(f"downloading {url} did not produce {path}", hint=manual)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of ``path``, cached in ``<path>.sha256`` keyed by size and mtime."""
+    path = Path(path)
+    stat = path.stat()
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    side = path.with_name(path.name + ".sha256")
+    try:
+        cached = json.loads(side.read_text())
+        if {k: cached.get(k) for k in key} == key and isinstance(cached.get("sha256"), str):
+            return cached["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass  # absent, unreadable or stale: recompute
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    try:
+        tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**key, "sha256": sha}) + "\n")
+        os.replace(tmp, side)  # atomic: a concurrent reader sees the old record or the new one
+    except OSError:
+        pass  # a read-only cache only costs recomputation next time
+    return sha
