@@ -92,3 +92,11 @@ def test_picture_marks_correct_and_wrong_predictions():
     green = ((pixels[..., 1] > 200) & (pixels[..., 0] < 80)).sum()
     red = ((pixels[..., 0] > 220) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)).sum()
     assert green > 10 and red > 10
+
+
+def test_match_with_a_random_dinov2_backbone(images, tmp_path):
+    src, trg = images
+    result = _invoke("match", "-m", "dinov2-vits14", "--set", "weights=random", "--set", "resolution=56",
+                     "--src", str(src), "--trg", str(trg), "--points", "10,20 40,30", "--json")
+    assert result.exit_code == 0, result.output
+    assert np.array(json.loads(result.output)["trg_points"]).shape == (2, 2)
