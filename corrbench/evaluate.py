@@ -28,7 +28,7 @@ from .datasets import PairSet, make_adapter
 from .environment import describe_environment
 from .errors import ConfigError, ResultsError
 from .matcher import Matcher
-from .metrics import SKIP_NO_VALID, PCKAccumulator
+from .metrics import PCKAccumulator
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
 from .registry import BENCHMARKS, METHODS, is_file_reference

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .geometry import ResizeTransform
 
 Size = tuple[int, int]  # (width, height)
 
@@ -187,7 +190,7 @@ class FeatureMap:
     """
 
     features: torch.Tensor
-    transform: "ResizeTransform"  # noqa: F821 (defined in corrbench.geometry; imported lazily to avoid a cycle)
+    transform: "ResizeTransform"  # corrbench.geometry imports this module, hence the string annotation
     cell_rule: str = "half_pixel"
 
     def __post_init__(self) -> None:

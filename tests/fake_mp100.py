@@ -16,7 +16,6 @@ j sits at ``(8 + 8 (k % 10) + j, 8 + 9 (k // 10) + j)``; the object box is ``[5,
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import zipfile
@@ -25,8 +24,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from corrbench import Matcher
-from corrbench.types import MatchOutput
 
 # (category id, MP-100 name, image folder, keypoints, images, annotation file)
 FIXTURE_CATEGORIES = (
@@ -208,19 +205,3 @@ def write_release_zip(path: Path, lists: dict[str, list[dict] | bytes], *, folde
         archive.writestr(f"__MACOSX/{folder}/._pairs_furniture.json", b"\x00junk")
     Path(path).write_bytes(buffer.getvalue())
     return Path(path)
-
-
-class OffsetMatcher(Matcher):
-    """Test-only: the ground truth moved by OFFSET, so every queried point is exactly 5 pixels off."""
-
-    description = "test: ground truth + (3, 4)"
-    uses_ground_truth = True
-
-    @dataclasses.dataclass
-    class Config:
-        pass
-
-    def match(self, batch):
-        shift = batch.ground_truth.new_tensor(OFFSET)
-        return MatchOutput(points=batch.ground_truth + shift)
-

@@ -11,16 +11,12 @@ benchmark follows by hand (see the tests).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-from corrbench.matcher import Matcher
-from corrbench.types import MatchOutput, PairBatch
 
 # image name -> (category, (W, H))
 IMAGES = {
@@ -169,22 +165,3 @@ def write_spair_u_zip(path: Path) -> Path:
         for relative, data in spair_u_files().items():
             archive.writestr(f"datasets/SPair-U/{relative}", json.dumps(data))
     return path
-
-
-class OffsetMatcher(Matcher):
-    """Test-only: the ground truth moved by ``(dx, dy)`` pixels (so every error is ``hypot(dx, dy)``)."""
-
-    description = "Test-only: ground truth plus a fixed offset"
-    uses_ground_truth = True
-
-    @dataclasses.dataclass
-    class Config:
-        dx: float = 3.0
-        dy: float = 4.0
-
-    def match(self, batch: PairBatch) -> MatchOutput:
-        offset = torch.tensor([self.config.dx, self.config.dy], dtype=batch.ground_truth.dtype)
-        return MatchOutput(points=batch.ground_truth + offset.to(batch.ground_truth.device))
-
-
-OFFSET_MATCHER = f"{Path(__file__).resolve()}:OffsetMatcher"

@@ -4,7 +4,6 @@ Fixtures are generated raw AP-10K downloads (``fake_ap10k``); expectations are w
 description, never from the code under test.
 """
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -13,24 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 import fake_ap10k
+from offset_matcher import OFFSET_MATCHER
 from corrbench.datasets.ap10k import AP10K
 from corrbench.datasets.ap10k_build import (
     DRIVE_ID,
     KEYPOINT_NAMES,
-    BuildRules,
     build_ap10k,
     build_ap10k_command,
     split_species,
 )
 from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
-from corrbench.matcher import Matcher
-from corrbench.registry import METHODS
-from corrbench.types import MatchOutput
 
 ALPHAS = ["0.01", "0.05", "0.1", "0.15", "0.2"]
 SETTINGS = {"ap10k-intra-species": "test", "ap10k-cross-species": "test_cross_species",
@@ -457,21 +452,7 @@ def test_builder_module_does_not_import_torch():
 # ------------------------------------------------------------------------------------------- end to end
 
 
-class ShiftedTruth(Matcher):
-    """Test-only: the ground truth moved by (1.5, 2.0), i.e. 2.5 pixels away."""
 
-    description = "test: ground truth + (1.5, 2.0)"
-    uses_ground_truth = True
-
-    @dataclasses.dataclass
-    class Config:
-        pass
-
-    def match(self, batch):
-        return MatchOutput(points=batch.ground_truth + torch.tensor([1.5, 2.0]))
-
-
-METHODS.register("test-ap10k-shifted-truth", ShiftedTruth)
 
 
 def _expected_points(built, folder: str) -> dict[str, int]:
@@ -501,8 +482,9 @@ def test_shifted_truth_scores_what_the_box_sizes_say(built, tmp_path, name):
     per_image = 100.0 * sum(big.values()) / len(big)
     per_point = 100.0 * sum(n for pair, n in points.items() if big[pair]) / sum(points.values())
     assert 0 < per_image < 100  # the fixture has both box sizes among targets
-    result = run(RunOptions(method="test-ap10k-shifted-truth", benchmark=name, data_root=built[0],
-                            out=tmp_path / "r", progress=False, download=False)).result
+    # every point 2.5 px off: the ground truth moved by (1.5, 2.0)
+    result = run(RunOptions(method=OFFSET_MATCHER, options={"dx": 1.5, "dy": 2.0}, benchmark=name,
+                            data_root=built[0], out=tmp_path / "r", progress=False, download=False)).result
     pck = result["metrics"]["pck"]
     assert [pck["image"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_image, 100.0, 100.0], abs=1e-9)
     assert [pck["point"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_point, 100.0, 100.0], abs=1e-9)

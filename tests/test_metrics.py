@@ -3,9 +3,7 @@ with the code under test."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import random
 
 import numpy as np

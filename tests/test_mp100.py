@@ -32,6 +32,7 @@ from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
 from corrbench.metrics import pck_threshold
 from corrbench.registry import BENCHMARKS
+from offset_matcher import OFFSET_MATCHER
 
 ALPHAS = ["0.01", "0.05", "0.1", "0.15", "0.2"]
 BENCHMARK_OF = {d.key: d.benchmark for d in DOMAINS.values()}
@@ -411,7 +412,7 @@ def test_oracle_scores_100_on_every_benchmark(fake, tmp_path, domain):
 @pytest.mark.parametrize("domain", list(DOMAINS))
 def test_known_offset_gives_the_hand_computed_pck(fake, tmp_path, domain):
     _install_fixture_lists(fake, tmp_path)
-    method = f"{Path(fake_mp100.__file__)}:OffsetMatcher"
+    method = OFFSET_MATCHER
     result = _run(fake.data_root, tmp_path, method, BENCHMARK_OF[domain])
     entries = fake_mp100.official_lists(fake)[domain]
     # every queried point is 5 px off; a pair is all right or all wrong: right when 5 <= alpha * T(target)

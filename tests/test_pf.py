@@ -9,7 +9,7 @@ import pytest
 from scipy.io import savemat
 
 import fake_pf
-import fake_spair
+from offset_matcher import OFFSET_MATCHER
 from corrbench.datasets import make_adapter
 from corrbench.datasets.download import fetch_source
 from corrbench.datasets.pf_pascal import PF_PASCAL_IMAGES_SOURCE, PF_PASCAL_PAIRS_SOURCE, PFPascal
@@ -191,7 +191,7 @@ def test_pf_pascal_end_to_end(tmp_path):
     assert metric(oracle) == metric(oracle, "pck_dagger", "point") == [100.0] * 5
     # T = 120, 160, 60 (target image sides): a 5 px error is right from 0.05, 0.05 and 0.1 on
     assert fake_pf.PASCAL_THRESHOLDS == [120, 160, 60]
-    offset = _run(tmp_path, tmp_path, "pf-pascal", method=fake_spair.OFFSET_MATCHER, dx=3.0, dy=4.0)
+    offset = _run(tmp_path, tmp_path, "pf-pascal", method=OFFSET_MATCHER, dx=3.0, dy=4.0)
     assert metric(offset) == [0.0, pytest.approx(200 / 3), 100.0, 100.0, 100.0]
     assert metric(offset, by="point") == [0.0, pytest.approx(500 / 7), 100.0, 100.0, 100.0]
     assert metric(offset, "pck_dagger") == metric(offset)
@@ -312,6 +312,6 @@ def test_pf_willow_end_to_end(tmp_path, spec_name, thresholds, expected):
     oracle = _run(tmp_path, tmp_path, spec_name)
     assert (oracle["counts"]["pairs"], oracle["counts"]["points"]) == (2, 20)
     assert metric(oracle) == metric(oracle, "pck_dagger", "point") == [100.0] * 5
-    offset = _run(tmp_path, tmp_path, spec_name, method=fake_spair.OFFSET_MATCHER, dx=3.0, dy=4.0)
+    offset = _run(tmp_path, tmp_path, spec_name, method=OFFSET_MATCHER, dx=3.0, dy=4.0)
     assert metric(offset) == metric(offset, by="point") == expected  # 10 points per pair
     assert metric(offset, "pck_dagger") == expected

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fake_spair
+from offset_matcher import OFFSET_MATCHER
 from corrbench.datasets import make_adapter
 from corrbench.datasets.download import fetch_source
 from corrbench.datasets.spair import SPairLayout
@@ -226,7 +227,7 @@ def test_spair71k_offset_matcher_scores_as_computed_by_hand(data_root, tmp_path)
     """Every error is 5 px; the target boxes give T = 80, 40, 60, so a pair is right from alpha = 0.1, 0.15,
     0.1 on: per image (1 + 0 + 1) / 3 at 0.1, per point (3 + 0 + 4) / 9."""
     assert list(fake_spair.TEST_THRESHOLDS.values()) == [80, 40, 60]
-    result = _run(data_root, tmp_path, "spair71k", method=fake_spair.OFFSET_MATCHER, dx=3.0, dy=4.0)
+    result = _run(data_root, tmp_path, "spair71k", method=OFFSET_MATCHER, dx=3.0, dy=4.0)
     assert metric(result) == [0.0, 0.0, pytest.approx(200 / 3), 100.0, 100.0]
     assert metric(result, by="point") == [0.0, 0.0, pytest.approx(700 / 9), 100.0, 100.0]
     assert metric(result, "pck_dagger") == metric(result)  # keypoints are far apart: nothing lands nearer another
@@ -241,6 +242,6 @@ def test_spair_u_end_to_end(data_root, tmp_path, layout):
     # the result says which arrangement of SPair-U's files was read
     assert oracle["benchmark"]["data"]["annotation_layout"] == ("marco" if layout == "zip" else "jamais-vu")
     # T = 80 (2 keypoints) and 40 (1 keypoint): a 5 px error is right from 0.1 and 0.15 on
-    offset = _run(data_root, tmp_path, "spair-u", method=fake_spair.OFFSET_MATCHER, dx=3.0, dy=4.0)
+    offset = _run(data_root, tmp_path, "spair-u", method=OFFSET_MATCHER, dx=3.0, dy=4.0)
     assert metric(offset) == [0.0, 0.0, 50.0, 100.0, 100.0]
     assert metric(offset, by="point") == [0.0, 0.0, pytest.approx(200 / 3), 100.0, 100.0]
