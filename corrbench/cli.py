@@ -241,7 +241,14 @@ def _add_dataset_builders() -> None:
     cli.add_command(build_mp100_command, "build-mp100")
 
 
+def _add_training() -> None:
+    from .training import train_command  # imports no torch until a run starts
+
+    cli.add_command(train_command, "train")
+
+
 _add_dataset_builders()
+_add_training()
 
 
 def main() -> None:

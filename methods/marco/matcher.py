@@ -126,6 +126,8 @@ class MARCOMatcher(FeatureMatcher):
 
     description = "MARCO: DINOv2 ViT-L/14-reg + adapters + 4x upsampling head (released checkpoint), 770 px"
     matching_options = ("sigma", "temperature")
+    #: How `corrbench train` trains this method (a lazy target: training code loads only when training).
+    trainer = "corrbench.methods.marco.training:MARCOTrainer"
 
     @dataclasses.dataclass
     class Config:

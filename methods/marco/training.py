@@ -1,0 +1,258 @@
+"""Training MARCO with corrbench's engine: the step of the authors' ``engine.py`` and the two recipes.
+
+``MARCOTrainer(matcher)`` implements ``corrbench.training.Trainable`` for a ``MARCOMatcher``; the engine
+(``corrbench train --method marco --benchmark spair71k``) owns the loop, the data, the optimiser, clipping,
+checkpoints, validation and devices. One step, in the order of ``engine.py``'s ``train_one_epoch``:
+
+1. student forward: upsampled feature maps of the source and target canvases (one batched call through
+   the bound, possibly DDP-wrapped, student);
+2. teacher forward (no gradients): the EMA teacher's maps of the same canvases;
+3. mining: ``flow_anchoring.mine_matches`` per pair (masks and GT keypoints of the batch), drawing the 300
+   samples from this trainer's own generator (the authors draw them from numpy's global stream);
+4. supervised loss: ``CoarseToFineLoss`` (sigma for the step from ``schedules``), summed over the batch's
+   keypoints and divided by their number;
+5. dense loss: per mined pair, the student's similarity maps at the mined source pixels and
+   ``flow_anchoring_loss`` summed, divided by the number of mined points in the batch; weight 1;
+   ``loss = gaussian_ce + flow_l2``;
+6. (engine) backward, clipping at 0.1, optimiser step; then ``on_optimizer_step``: the EMA teacher update
+   with the momentum of the step just taken.
+
+Presets (``--preset``):
+
+``released``  ``configs/train/train.yaml``: AdamW, lr 1e-4, weight decay 0, batch 12, 8 epochs, clip 0.1,
+              canvas 630, sigma 3.5 held 1k steps then cosine to 1.0 at 12k, EMA momentum 0.99 -> 0.9995
+              (cosine over 90% of the first 5 epochs), flow anchoring with k = 7, 300 samples, weight 1.
+``paper``     Sec. 4 of the paper: Adam, lr 1e-4, batch 16, 10 epochs, sigma 3 -> 1 (cosine over the whole
+              training), constant EMA momentum 0.999. The paper is silent on clipping, canvas, weight decay
+              and the flow settings: the released values are kept.
+
+Method settings (``--set``; ``MARCOTrainingSettings``): ``self_distillation`` (false: the ``marco-sup``
+ablation, no teacher, no mining), ``sigma_schedule`` (``released``, ``paper``, ``fixed-<s>``), ``ema_start``,
+``ema_end``, ``ema_epochs``, ``ema_ramp``, ``flow_samples``, ``flow_weight``, ``flow_k``.
+
+Initialisation: a run starts from zero adapters and a head drawn from the run's ``--seed``
+(``training_method_defaults``: ``checkpoint=random``), as the authors' ``train.py`` without ``--checkpoint``; the
+backbone comes from ``weights`` (the official DINOv2 ViT-L/14-reg by default). ``--set checkpoint=PATH``
+fine-tunes from a MARCO checkpoint instead.
+
+Differences from the authors' training, all deliberate:
+
+- multi-GPU normalisation: the authors divide each process's losses by that process's keypoint and mined
+  counts and let DDP average the gradients; here the counts are summed over processes first, so a
+  multi-GPU step computes exactly the single-GPU gradient (one process: identical to the authors');
+- validation: the authors validate on the TEST split after every epoch; corrbench uses ``val`` and keeps
+  the best checkpoint by PCK@0.1;
+- the authors' teacher starts as a full second model; here ``EMATeacher`` shares the frozen backbone.
+
+Checkpoints: ``{"model": adapters + head, "ema": teacher}`` plus the engine's resume keys, i.e.
+``methods/marco/checkpoint.py``'s layout, which the authors' ``hubconf`` / ``evaluate.py`` load as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from corrbench.errors import ConfigError
+from corrbench.geometry import pixels_to_cells
+from corrbench.matching import sample_descriptors, similarity_maps
+from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.train_data import TrainingBatch
+
+from .checkpoint import check_state, model_state
+from .ema import EMATeacher
+from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
+from .losses import MARCO_TEMPERATURE, CoarseToFineLoss
+from .schedules import MomentumSchedule, sigma_schedule
+
+#: Descriptor sampling of the released ``sample_descriptors_w_sim``: cells ``x * w / W``, align_corners=True.
+CELL_RULE = "marco"
+
+
+@dataclasses.dataclass(frozen=True)
+class MARCOTrainingSettings:
+    """MARCO's own training settings (the engine's ``TrainingRecipe.method``)."""
+
+    self_distillation: bool = True
+    sigma_schedule: str = "released"  # released | paper | fixed-<sigma> (the matcher's ``sigma`` is inference's)
+    ema_start: float = 0.99
+    ema_end: float = 0.9995
+    ema_epochs: float = 5.0  # the ramp spans ema_ramp of this many epochs' steps
+    ema_ramp: float = 0.9
+    flow_samples: int = 300
+    flow_weight: float = 1.0
+    flow_k: int = 7
+
+    def __post_init__(self) -> None:
+        sigma_schedule(self.sigma_schedule, total_steps=1)  # validates the name
+        MomentumSchedule(self.ema_start, self.ema_end)
+        if self.ema_epochs < 0 or not 0 <= self.ema_ramp <= 1:
+            raise ConfigError(f"ema_epochs must be >= 0 and ema_ramp in [0, 1], got {self.ema_epochs}, {self.ema_ramp}")
+        if self.flow_samples < 1 or self.flow_weight < 0 or self.flow_k < 2:
+            raise ConfigError("flow_samples >= 1, flow_weight >= 0 and flow_k >= 2 are required")
+
+    def momentum_schedule(self, steps_per_epoch: int) -> MomentumSchedule:
+        """The released ramp length ``int(ema_epochs * steps_per_epoch * ema_ramp)`` (``engine.py``)."""
+        return MomentumSchedule(self.ema_start, self.ema_end, int(self.ema_epochs * steps_per_epoch * self.ema_ramp))
+
+    def flow_config(self) -> FlowAnchoringConfig:
+        return FlowAnchoringConfig(num_samples=self.flow_samples, k_init=self.flow_k)
+
+
+RELEASED_RECIPE = TrainingRecipe(
+    optimizer="adamw", lr=1e-4, weight_decay=0.0, batch_size=12, epochs=8, clip_grad_norm=0.1,
+    train_resolution=630, train_resize="auto", masks="auto", method=MARCOTrainingSettings(),
+)
+PAPER_RECIPE = dataclasses.replace(
+    RELEASED_RECIPE, optimizer="adam", batch_size=16, epochs=10,
+    method=MARCOTrainingSettings(sigma_schedule="paper", ema_start=0.999, ema_end=0.999),
+)
+PRESETS: dict[str, TrainingRecipe] = {"released": RELEASED_RECIPE, "paper": PAPER_RECIPE}
+
+
+def similarity_at_points(source: torch.Tensor, target: torch.Tensor, points: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
+    """``(B, N, h, w)`` raw dot products of source descriptors at ``(B, N, 2)`` canvas pixels with the target maps.
+
+    The released ``MARCO.sample_descriptors_w_sim``: cells ``x * w / W``, bilinear, ``align_corners=True``,
+    border padding, no normalisation. ``canvas`` is ``(W, H)``.
+    """
+    grid = (int(source.shape[-1]), int(source.shape[-2]))
+    cells = pixels_to_cells(points.to(source.dtype), canvas, grid, rule=CELL_RULE)
+    return similarity_maps(sample_descriptors(source, cells, CELL_RULE), target, normalize=False)
+
+
+class MARCOTrainer(TrainerBase):
+    """Trains the ``MARCOModel`` of a ``MARCOMatcher`` (see the module docstring)."""
+
+    @staticmethod
+    def training_method_defaults(seed: int) -> dict[str, str]:
+        """Training starts from zero adapters and a head drawn from the run's seed, as the authors' ``train.py``
+        (no ``--checkpoint``), not from the released checkpoint that ``marco`` evaluates by default."""
+        return {"checkpoint": "random", "seed": str(seed)}
+
+    def __init__(self, matcher: nn.Module):
+        model = getattr(matcher, "model", None)
+        if model is None or not hasattr(model, "trainable_parameters"):
+            raise ConfigError(f"MARCOTrainer needs a MARCOMatcher, got {type(matcher).__name__}")
+        self.matcher = matcher
+        self.model = model
+        self.teacher: EMATeacher | None = None
+        self.settings = MARCOTrainingSettings()
+        self.plan: TrainingPlan | None = None
+        self.mining_generator = torch.Generator()
+
+    # -- setup -----------------------------------------------------------------------------------------------
+    def training_presets(self) -> Mapping[str, TrainingRecipe]:
+        return PRESETS
+
+    def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
+        self.settings = recipe.method if recipe.method is not None else MARCOTrainingSettings()
+        self.plan = plan
+        self.model.freeze_backbone()
+        self.sigma = sigma_schedule(self.settings.sigma_schedule, total_steps=plan.total_steps)
+        self.supervised = CoarseToFineLoss(self.sigma, temperature=MARCO_TEMPERATURE)
+        self.momentum = self.settings.momentum_schedule(plan.steps_per_epoch)
+        self.flow = self.settings.flow_config()
+        # Each process mines with its own stream, seeded like the authors' per-process numpy seed (seed + rank).
+        self.mining_generator = torch.Generator().manual_seed(plan.seed + plan.rank)
+        self.teacher = EMATeacher(self.model) if self.settings.self_distillation else None
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.model.trainable_parameters()
+
+    def student(self) -> nn.Module:
+        return self.model
+
+    # -- one step ----------------------------------------------------------------------------------------------
+    def training_step(self, batch: TrainingBatch, step: int, epoch: int) -> StepOutput:
+        if self.plan is None:
+            raise ConfigError("MARCOTrainer.training_step before configure_training")
+        timer = StageTimer(batch.images.device)
+        b = batch.size
+        canvas_h, canvas_w = batch.canvas_size
+        canvas = (canvas_w, canvas_h)
+
+        with timer("student_forward"):
+            features = self.student_forward(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
+        mined: dict[int, Any] = {}
+        counts = {"mined_pairs": 0, "mined_points": 0}
+        if self.teacher is not None:
+            with timer("teacher_forward"), torch.no_grad():
+                teacher_features = self.teacher.module(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
+            with timer("mining"):
+                for i in range(b):
+                    n = int(batch.num_points[i])
+                    result = mine_matches(teacher_features[i], batch.masks[i], batch.keypoints[i, :, :n],
+                                          self.flow, generator=self.mining_generator)
+                    if result.num_matches:
+                        mined[i] = result
+                counts = {"mined_pairs": len(mined), "mined_points": sum(r.num_matches for r in mined.values())}
+
+        with timer("losses"):
+            points = self._global_count(batch.visible.sum())
+            similarity = similarity_at_points(features[:, 0], features[:, 1], batch.keypoints[:, 0], canvas)
+            supervised = self.supervised(similarity, batch.keypoints[:, 1], canvas, step, batch.visible,
+                                         reduction="sum") / points
+            dense = features.new_zeros(())
+            if mined:
+                total = self._global_count(torch.tensor(counts["mined_points"], device=features.device))
+                for i, result in mined.items():
+                    scores = mined_similarity_maps(features[i, 0], features[i, 1], result.source, canvas)
+                    dense = dense + flow_anchoring_loss(scores, result.target, canvas, MARCO_TEMPERATURE,
+                                                        self.settings.flow_weight, num_points=1) / total
+        return StepOutput(
+            loss=supervised + dense,
+            losses={"gaussian_ce": supervised.detach(), "flow_l2": dense.detach()},
+            diagnostics={"sigma": self.supervised.sigma(step), **counts},
+            seconds=dict(timer.seconds),
+        )
+
+    def _global_count(self, count: torch.Tensor) -> torch.Tensor:
+        """A per-process count summed over processes and scaled by the process count, so that DDP's gradient
+        average of ``loss / global * world`` equals the single-process gradient of ``sum / global``."""
+        count = count.to(torch.float32).clamp(min=1)
+        plan = self.plan
+        if plan is None or plan.world_size == 1:
+            return count
+        total = count.detach().clone()
+        torch.distributed.all_reduce(total)
+        return total / plan.world_size
+
+    def on_optimizer_step(self, step: int) -> Mapping[str, float]:
+        if self.teacher is None:
+            return {}
+        momentum = self.momentum(step)
+        self.teacher.update(self.model, momentum)
+        return {"ema_momentum": momentum}
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def release_state(self) -> dict[str, Any]:
+        """``{"model": adapters + head}`` (+ ``"ema"``: the teacher), as ``checkpoint.save_checkpoint`` writes."""
+        state: dict[str, Any] = {"model": _cpu(self.model.trainable_state_dict())}
+        if self.teacher is not None:
+            state["ema"] = _cpu(self.teacher.state_dict())
+        return state
+
+    def load_release_state(self, state: Mapping[str, Any]) -> None:
+        weights = model_state(state, "the checkpoint")
+        check_state(self.model, weights, "the checkpoint")
+        self.model.load_state_dict(weights, strict=False)  # the complement (the frozen backbone) is checked above
+        if self.teacher is not None:
+            if "ema" in state:
+                self.teacher.load_state_dict(state["ema"])
+            else:  # the authors' fallback when the teacher file is missing
+                self.teacher.copy_from(self.model)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"mining_generator": self.mining_generator.get_state()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if "mining_generator" in state:
+            self.mining_generator.set_state(state["mining_generator"])
+
+
+def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
