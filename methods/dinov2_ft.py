@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from corrbench.errors import ConfigError
-from corrbench.geometry import ResizePolicy, pixels_to_cells
+from corrbench.geometry import pixels_to_cells
 from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.types import FeatureMap
