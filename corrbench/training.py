@@ -1033,7 +1033,8 @@ def train(opts: TrainOptions) -> TrainOutcome:
 @click.option("--benchmark", "-b", required=True, help="Trains on its dataset's trn split, validates on val.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Method option or training setting (repeatable).")
-@click.option("--preset", default=None, help="Training preset of the method (MARCO: released, paper).")
+@click.option("--preset", default=None,
+              help="Training preset of the method (MARCO: released, paper, or an ablation such as marco-sup).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Effective batch over all processes.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the preset's learning rate.")

@@ -78,6 +78,22 @@ pixels (near-ties: the library measures ``|x - c + 1e-6|``), and the kept cluste
 were identical in every comparison made (up to 630 px, 180 cells). Consequence of the released criterion:
 at training scale it practically never merges (see ``cluster_flow``), so pairs keep the 7 k-means clusters.
 
+Ablation variants (paper Tab. 4, "Dense self-distillation" rows; ``FlowAnchoringConfig`` switches, recorded in
+a run's config through ``MARCOTrainingSettings``; none exists in the released code, so these are our
+reading of the paper's text). Every variant ends like the full chain: candidate pairs in integer canvas
+pixels, skipped below ``min_matches``, ``num_samples`` drawn, the same loss.
+
+- ``pseudo_labels="nearest"`` ("+ Raw flow"; Fig. 2's "semantic flow from raw feature matches"): every
+  masked source cell paired with its nearest masked target cell (cosine, Eq. 10, ``grid_nearest_matches``);
+  no mutual check, no ratio test, no densification, no clustering or anchoring.
+- ``pseudo_labels="mutual"`` ("+ MNN matches"): exactly the mutual matches of step 1 (with the released
+  ratio test and its fallback, i.e. the Delaunay seeds without GT keypoints); nothing after step 1.
+- ``keypoint_seeds=False, anchor_clusters=False`` ("+ Delaunay & warp"): steps 1-2 without GT seeds, then
+  every flow pixel whose destination is in the target mask; no clustering (it serves only the anchoring,
+  and keeping every cluster selects every pixel) and no GT-anchored filtering.
+Cell matches become pixels by ``cells_to_canvas_pixels`` (``round(c W / w)``, the inverse of the loss's
+source rule ``x w / W``); the loss truncates targets as for the flow's pixels.
+
 Everything runs on the device of the inputs (GPU when they are on GPU) except scipy's Delaunay
 triangulation, which sees only the seed coordinates.
 """
@@ -98,6 +114,8 @@ from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.types import Size
 
 RATIO_RULES = ("released", "cosine_distance")
+#: What becomes the pseudo-labels (``FlowAnchoringConfig.pseudo_labels``; see "Ablation variants" above).
+PSEUDO_LABEL_SOURCES = ("flow", "mutual", "nearest")
 
 
 @dataclass(frozen=True)
@@ -119,10 +137,23 @@ class FlowAnchoringConfig:
     min_valid_pixels: int = 300  # the released code reuses sample_n_dense here
     min_matches: int = 100
     num_samples: int = 300  # flow.sample_n_dense
+    # Ablation switches (paper Tab. 4; the defaults are MARCO's chain, see "Ablation variants"):
+    pseudo_labels: str = "flow"  # flow: Delaunay flow | mutual: the MNN matches | nearest: raw NN flow
+    keypoint_seeds: bool = True  # GT keypoint pairs join the Delaunay seeds
+    anchor_clusters: bool = True  # k-means + BIC clustering and GT-anchored cluster filtering
 
     def __post_init__(self) -> None:
         if self.ratio_rule not in RATIO_RULES:
             raise ValueError(f"FlowAnchoringConfig.ratio_rule: use one of {RATIO_RULES}, got {self.ratio_rule!r}")
+        if self.pseudo_labels not in PSEUDO_LABEL_SOURCES:
+            raise ValueError(
+                f"FlowAnchoringConfig.pseudo_labels: use one of {PSEUDO_LABEL_SOURCES}, got {self.pseudo_labels!r}"
+            )
+        if self.pseudo_labels != "flow" and (self.keypoint_seeds or self.anchor_clusters):
+            raise ValueError(
+                f"FlowAnchoringConfig: keypoint_seeds and anchor_clusters act on the Delaunay flow only; with "
+                f"pseudo_labels={self.pseudo_labels!r} set both to False (the flow-mnn-only / flow-raw presets do)"
+            )
         if self.k_min < 1 or self.k_init < 2:
             raise ValueError(f"FlowAnchoringConfig: need k_init >= 2 and k_min >= 1, got {self.k_init}, {self.k_min}")
         if self.chunk_size < 1 or self.num_samples < 1:
@@ -269,6 +300,49 @@ def grid_mutual_matches(
     src_cells = torch.stack((src_x[matches.src_index], src_y[matches.src_index]), dim=1).to(dtype)
     trg_cells = torch.stack((trg_x[matches.trg_index], trg_y[matches.trg_index]), dim=1).to(dtype)
     return src_cells, trg_cells, matches
+
+
+def grid_nearest_matches(
+    src_features: torch.Tensor,
+    trg_features: torch.Tensor,
+    src_mask: torch.Tensor,
+    trg_mask: torch.Tensor,
+    chunk_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw semantic flow: EVERY masked source cell and its nearest masked target cell -> cells ``(n, 2)``.
+
+    Cosine similarity, ``NN_{s->t}`` of the paper's Eq. 10 without the mutual check (Eq. 11) or a ratio
+    test; the first target cell wins ties (``argmax``). Source cells in raster order.
+    """
+    if src_features.ndim != 3 or trg_features.shape != src_features.shape:
+        raise ValueError(
+            f"grid_nearest_matches: two (C, h, w) maps of equal shape expected, "
+            f"got {tuple(src_features.shape)}, {tuple(trg_features.shape)}"
+        )
+    dtype = _work_dtype(src_features.dtype)
+    src_y, src_x = torch.nonzero(src_mask, as_tuple=True)
+    trg_y, trg_x = torch.nonzero(trg_mask, as_tuple=True)
+    if src_y.numel() == 0 or trg_y.numel() == 0:
+        empty = torch.empty(0, 2, dtype=dtype, device=src_features.device)
+        return empty, empty.clone()
+    a = F.normalize(src_features[:, src_y, src_x].T.to(dtype), dim=1, eps=1e-8)
+    b = F.normalize(trg_features[:, trg_y, trg_x].T.to(dtype), dim=1, eps=1e-8)
+    nearest = torch.cat([(a[i : i + chunk_size] @ b.T).argmax(dim=1) for i in range(0, a.shape[0], chunk_size)])
+    src_cells = torch.stack((src_x, src_y), dim=1).to(dtype)
+    trg_cells = torch.stack((trg_x[nearest], trg_y[nearest]), dim=1).to(dtype)
+    return src_cells, trg_cells
+
+
+def cells_to_canvas_pixels(cells: torch.Tensor, grid_wh: Size, image_wh: Size) -> torch.Tensor:
+    """Cell ``(j, i)`` -> the integer canvas pixel ``round(j W / w), round(i H / h)``, clamped into the canvas.
+
+    The inverse of the ``"marco"`` rule ``c = x w / W`` that maps mined source pixels back to cells in the
+    loss, so cell matches (``pseudo_labels`` ``mutual`` / ``nearest``) become pixel pairs like the flow's.
+    """
+    (w, h), (big_w, big_h) = grid_wh, image_wh
+    x = torch.round(cells[:, 0] * (big_w / w)).clamp(0, big_w - 1)
+    y = torch.round(cells[:, 1] * (big_h / h)).clamp(0, big_h - 1)
+    return torch.stack((x, y), dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -912,6 +986,16 @@ def mine_matches(
         if counts["src_cells"] == 0 or counts["trg_cells"] == 0:
             raise PairSkipped("an object mask covers no feature cell")
 
+        if config.pseudo_labels == "nearest":  # ablation: the raw NN flow of every masked source cell
+            src_cells, trg_cells = grid_nearest_matches(
+                teacher_features[0], teacher_features[1], grid_masks[0], grid_masks[1], config.chunk_size
+            )
+            counts["nearest"] = int(src_cells.shape[0])
+            clock.lap("nearest_matches")
+            source = cells_to_canvas_pixels(src_cells, (w, h), (big_w, big_h))
+            target = cells_to_canvas_pixels(trg_cells, (w, h), (big_w, big_h))
+            return _sampled(source, target, config, generator, seed, counts, clock, dtype)
+
         src_cells, trg_cells, mutual = grid_mutual_matches(
             teacher_features[0], teacher_features[1], grid_masks[0], grid_masks[1],
             config.ratio, config.ratio_rule, config.chunk_size, config.min_seed_matches,
@@ -924,10 +1008,18 @@ def mine_matches(
         if src_cells.shape[0] < config.min_seed_matches:
             raise PairSkipped(f"only {src_cells.shape[0]} mutual matches")
 
-        kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule="marco")
-        src_seeds, trg_seeds, counts["keypoint_seeds"] = add_keypoint_seeds(
-            src_cells, trg_cells, kp_cells[0], kp_cells[1], grid_masks[0], grid_masks[1]
-        )
+        if config.pseudo_labels == "mutual":  # ablation: the seeds themselves are the pseudo-labels
+            source = cells_to_canvas_pixels(src_cells, (w, h), (big_w, big_h))
+            target = cells_to_canvas_pixels(trg_cells, (w, h), (big_w, big_h))
+            return _sampled(source, target, config, generator, seed, counts, clock, dtype)
+
+        if config.keypoint_seeds:
+            kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule="marco")
+            src_seeds, trg_seeds, counts["keypoint_seeds"] = add_keypoint_seeds(
+                src_cells, trg_cells, kp_cells[0], kp_cells[1], grid_masks[0], grid_masks[1]
+            )
+        else:  # ablation: the triangulation sees the mutual matches only
+            src_seeds, trg_seeds, counts["keypoint_seeds"] = src_cells, trg_cells, 0
         dense = piecewise_affine_flow(src_seeds, trg_seeds, grid_masks[0])
         counts["triangles"], counts["flow_cells"] = dense.num_triangles, int(dense.covered.sum())
         clock.lap("dense_flow")
@@ -937,6 +1029,14 @@ def mine_matches(
         counts["valid_pixels"] = int(valid.sum())
         if counts["valid_pixels"] < config.min_valid_pixels:
             raise PairSkipped(f"only {counts['valid_pixels']} pixels with flow")
+        if not config.anchor_clusters:
+            # ablation: clusters serve only the anchoring; kept all, they are every valid pixel, so none are
+            # computed (one label, "clusters" and "anchored_clusters" are not counted)
+            labels = torch.zeros(counts["valid_pixels"], dtype=torch.long, device=device)
+            source, target = collect_matches(flow_px, valid, labels, torch.ones(1, dtype=torch.bool, device=device),
+                                             masks[1])
+            clock.lap("clustering")
+            return _sampled(source, target, config, generator, seed, counts, clock, dtype)
         labels = cluster_flow(
             features, config.k_init, config.k_min, config.kmeans_seed,
             config.kmeans_max_iter, config.refine_max_iter, config.kmeans_tol,
@@ -951,15 +1051,24 @@ def mine_matches(
         )  # fmt: skip
         counts["anchored_clusters"] = int(keep.sum())
         source, target = collect_matches(flow_px, valid, labels, keep, masks[1])
-        counts["matches"] = int(source.shape[0])
-        if generator is None:
-            generator = torch.Generator().manual_seed(seed)
-        sampled = sample_matches(source, target, config.num_samples, config.min_matches, generator)
-        if sampled is None:
-            raise PairSkipped(f"only {source.shape[0]} anchored matches (< {config.min_matches})")
-        counts["sampled"] = int(sampled[0].shape[0])
-        clock.lap("anchoring_and_sampling")
-        return MinedMatches(sampled[0].to(dtype), sampled[1].to(dtype), counts, None, clock.times)
+        return _sampled(source, target, config, generator, seed, counts, clock, dtype)
     except PairSkipped as skip:
         clock.lap("until_skip")
         return MinedMatches(empty, empty.clone(), counts, str(skip), clock.times)
+
+
+def _sampled(
+    source: torch.Tensor, target: torch.Tensor, config: FlowAnchoringConfig, generator: torch.Generator | None,
+    seed: int, counts: dict[str, int], clock: _Clock, dtype: torch.dtype,
+) -> MinedMatches:  # fmt: skip
+    """The last step of every variant: count the candidate matches, skip below ``min_matches``, sample."""
+    counts["matches"] = int(source.shape[0])
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+    sampled = sample_matches(source, target, config.num_samples, config.min_matches, generator)
+    if sampled is None:
+        kind = "anchored" if config.pseudo_labels == "flow" and config.anchor_clusters else config.pseudo_labels
+        raise PairSkipped(f"only {source.shape[0]} {kind} matches (< {config.min_matches})")
+    counts["sampled"] = int(sampled[0].shape[0])
+    clock.lap("anchoring_and_sampling")
+    return MinedMatches(sampled[0].to(dtype), sampled[1].to(dtype), counts, None, clock.times)

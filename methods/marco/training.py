@@ -26,9 +26,39 @@ Presets (``--preset``):
               training), constant EMA momentum 0.999. The paper is silent on clipping, canvas, weight decay
               and the flow settings: the released values are kept.
 
+Ablation presets (paper Tab. 4 and Tab. 8), each the ``released`` recipe with exactly the named settings
+changed (so they appear in the run's recorded ``recipe.method`` and identity):
+
+``marco-sup``           ``self_distillation=false``: no EMA teacher, no mining, no dense loss (Tab. 4 "Ours w/o
+                        dense loss", Tab. 8 row 3).
+``sigma-fixed-1``       ``sigma_schedule=fixed-1``: constant sigma 1 cell (Tab. 4 "Fixed sigma = 1").
+``sigma-fixed-3``       ``sigma_schedule=fixed-3`` (Tab. 4 "Fixed sigma = 3").
+``flow-raw``            ``flow_pseudo_labels=nearest`` (+ both flow switches off): the pseudo-labels are the raw
+                        semantic flow, every masked source cell with its nearest masked target cell on the
+                        teacher's features, no mutual check, no Delaunay, no clustering / anchoring (Tab. 4
+                        "+ Raw flow"; see ``flow_anchoring``'s "Ablation variants").
+``flow-mnn-only``       ``flow_pseudo_labels=mutual`` (+ both flow switches off): only the mutual nearest
+                        neighbours inside the masks (Tab. 4 "+ MNN matches").
+``flow-no-gt-anchors``  ``flow_keypoint_seeds=false, flow_anchor_clusters=false``: Delaunay flow from the mutual
+                        matches alone, every flow pixel landing in the target mask is a candidate; no GT seeds,
+                        no GT-anchored cluster filtering (Tab. 4 "+ Delaunay & warp").
+``geosc-objective``     ``objective=geosc, self_distillation=false``: the same architecture trained with Geo-SC's
+                        InfoNCE + l2 (``losses.geosc_loss``) instead of the coarse-to-fine CE, no dense loss
+                        (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
+
+Geo-SC objective, what fits and what does not: the keypoints (clamped into the canvas) go to cells with the
+``x * w / W`` rule on MARCO's upsampled grid; the log scale is a trainer-owned parameter initialised at
+``log(1 / 0.07)`` (optimised with the rest, saved in the trainer's resume state, not in the released model
+layout; its gradient is averaged over processes by a hook); temperature ``geosc_temperature`` (0.02).
+Not reproduced (the paper does not state them for Tab. 8, and the batch has no flip permutations or bboxes):
+Geo-SC's pose-aware flip augmentation and its Gaussian noise on the target flow (std from the bbox); the
+released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
+
 Method settings (``--set``; ``MARCOTrainingSettings``): ``self_distillation`` (false: the ``marco-sup``
 ablation, no teacher, no mining), ``sigma_schedule`` (``released``, ``paper``, ``fixed-<s>``), ``ema_start``,
-``ema_end``, ``ema_epochs``, ``ema_ramp``, ``flow_samples``, ``flow_weight``, ``flow_k``.
+``ema_end``, ``ema_epochs``, ``ema_ramp``, ``flow_samples``, ``flow_weight``, ``flow_k``, ``objective``
+(``marco``, ``geosc``), ``geosc_temperature``, ``flow_pseudo_labels`` (``flow``, ``mutual``, ``nearest``),
+``flow_keypoint_seeds``, ``flow_anchor_clusters``.
 
 Initialisation: a run starts from zero adapters and a head drawn from the run's ``--seed``
 (``training_method_defaults``: ``checkpoint=random``), as the authors' ``train.py`` without ``--checkpoint``; the
@@ -65,11 +95,13 @@ from corrbench.train_data import TrainingBatch
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
 from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
-from .losses import MARCO_TEMPERATURE, CoarseToFineLoss
+from .losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, MARCO_TEMPERATURE, CoarseToFineLoss, geosc_loss
 from .schedules import MomentumSchedule, sigma_schedule
 
 #: Descriptor sampling of the released ``sample_descriptors_w_sim``: cells ``x * w / W``, align_corners=True.
 CELL_RULE = "marco"
+#: The supervised objective on the GT keypoints (``MARCOTrainingSettings.objective``).
+OBJECTIVES = ("marco", "geosc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +117,22 @@ class MARCOTrainingSettings:
     flow_samples: int = 300
     flow_weight: float = 1.0
     flow_k: int = 7
+    # Ablations (paper Tab. 4 and 8; the module docstring's "Ablation presets"):
+    objective: str = "marco"  # marco: coarse-to-fine CE | geosc: Geo-SC's InfoNCE + l2 (``losses.geosc_loss``)
+    geosc_temperature: float = GEOSC_TEMPERATURE  # soft-argmax temperature of Geo-SC's l2 term
+    flow_pseudo_labels: str = "flow"  # FlowAnchoringConfig.pseudo_labels: flow | mutual | nearest
+    flow_keypoint_seeds: bool = True  # FlowAnchoringConfig.keypoint_seeds
+    flow_anchor_clusters: bool = True  # FlowAnchoringConfig.anchor_clusters
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"MARCOTrainingSettings.objective: use one of {OBJECTIVES}, got {self.objective!r}")
+        if not self.geosc_temperature > 0:
+            raise ConfigError(f"geosc_temperature must be > 0, got {self.geosc_temperature}")
+        try:
+            self.flow_config()
+        except ValueError as exc:
+            raise ConfigError(f"MARCO flow settings: {exc}") from None
         sigma_schedule(self.sigma_schedule, total_steps=1)  # validates the name
         MomentumSchedule(self.ema_start, self.ema_end)
         if self.ema_epochs < 0 or not 0 <= self.ema_ramp <= 1:
@@ -99,7 +145,10 @@ class MARCOTrainingSettings:
         return MomentumSchedule(self.ema_start, self.ema_end, int(self.ema_epochs * steps_per_epoch * self.ema_ramp))
 
     def flow_config(self) -> FlowAnchoringConfig:
-        return FlowAnchoringConfig(num_samples=self.flow_samples, k_init=self.flow_k)
+        return FlowAnchoringConfig(
+            num_samples=self.flow_samples, k_init=self.flow_k, pseudo_labels=self.flow_pseudo_labels,
+            keypoint_seeds=self.flow_keypoint_seeds, anchor_clusters=self.flow_anchor_clusters,
+        )
 
 
 RELEASED_RECIPE = TrainingRecipe(
@@ -110,7 +159,25 @@ PAPER_RECIPE = dataclasses.replace(
     RELEASED_RECIPE, optimizer="adam", batch_size=16, epochs=10,
     method=MARCOTrainingSettings(sigma_schedule="paper", ema_start=0.999, ema_end=0.999),
 )
-PRESETS: dict[str, TrainingRecipe] = {"released": RELEASED_RECIPE, "paper": PAPER_RECIPE}
+
+
+def _ablation(**changes: Any) -> TrainingRecipe:
+    """The released recipe with the named change of its method settings."""
+    return dataclasses.replace(RELEASED_RECIPE, method=dataclasses.replace(RELEASED_RECIPE.method, **changes))
+
+
+_NO_FLOW_EXTRAS = {"flow_keypoint_seeds": False, "flow_anchor_clusters": False}
+#: Tab. 4 / Tab. 8 ablations, each the released recipe with one change (module docstring).
+ABLATION_PRESETS: dict[str, TrainingRecipe] = {
+    "marco-sup": _ablation(self_distillation=False),
+    "sigma-fixed-1": _ablation(sigma_schedule="fixed-1"),
+    "sigma-fixed-3": _ablation(sigma_schedule="fixed-3"),
+    "flow-raw": _ablation(flow_pseudo_labels="nearest", **_NO_FLOW_EXTRAS),
+    "flow-mnn-only": _ablation(flow_pseudo_labels="mutual", **_NO_FLOW_EXTRAS),
+    "flow-no-gt-anchors": _ablation(**_NO_FLOW_EXTRAS),
+    "geosc-objective": _ablation(objective="geosc", self_distillation=False),
+}
+PRESETS: dict[str, TrainingRecipe] = {"released": RELEASED_RECIPE, "paper": PAPER_RECIPE, **ABLATION_PRESETS}
 
 
 def similarity_at_points(source: torch.Tensor, target: torch.Tensor, points: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
@@ -143,6 +210,7 @@ class MARCOTrainer(TrainerBase):
         self.settings = MARCOTrainingSettings()
         self.plan: TrainingPlan | None = None
         self.mining_generator = torch.Generator()
+        self.logit_scale: nn.Parameter | None = None  # Geo-SC's learnable log scale (objective "geosc" only)
 
     # -- setup -----------------------------------------------------------------------------------------------
     def training_presets(self) -> Mapping[str, TrainingRecipe]:
@@ -159,9 +227,16 @@ class MARCOTrainer(TrainerBase):
         # Each process mines with its own stream, seeded like the authors' per-process numpy seed (seed + rank).
         self.mining_generator = torch.Generator().manual_seed(plan.seed + plan.rank)
         self.teacher = EMATeacher(self.model) if self.settings.self_distillation else None
+        self.logit_scale = None
+        if self.settings.objective == "geosc":
+            device = self.model.trainable_parameters()[0].device
+            self.logit_scale = nn.Parameter(torch.tensor(GEOSC_LOGIT_SCALE_INIT, device=device))
+            if plan.world_size > 1:  # not inside the DDP module: average its gradient as DDP does for the rest
+                self.logit_scale.register_hook(_average_over_processes)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.model.trainable_parameters()
+        extra = [self.logit_scale] if self.logit_scale is not None else []
+        return [*self.model.trainable_parameters(), *extra]
 
     def student(self) -> nn.Module:
         return self.model
@@ -192,10 +267,17 @@ class MARCOTrainer(TrainerBase):
                 counts = {"mined_pairs": len(mined), "mined_points": sum(r.num_matches for r in mined.values())}
 
         with timer("losses"):
-            points = self._global_count(batch.visible.sum())
-            similarity = similarity_at_points(features[:, 0], features[:, 1], batch.keypoints[:, 0], canvas)
-            supervised = self.supervised(similarity, batch.keypoints[:, 1], canvas, step, batch.visible,
-                                         reduction="sum") / points
+            if self.logit_scale is not None:
+                supervised_losses = self._geosc_loss(features, batch, canvas)
+                supervised = supervised_losses["info_nce"] + supervised_losses["flow_epe"]
+                diagnostics: dict[str, Any] = {"logit_scale": float(self.logit_scale.detach())}
+            else:
+                points = self._global_count(batch.visible.sum())
+                similarity = similarity_at_points(features[:, 0], features[:, 1], batch.keypoints[:, 0], canvas)
+                supervised = self.supervised(similarity, batch.keypoints[:, 1], canvas, step, batch.visible,
+                                             reduction="sum") / points
+                supervised_losses = {"gaussian_ce": supervised}
+                diagnostics = {"sigma": self.supervised.sigma(step)}
             dense = features.new_zeros(())
             if mined:
                 total = self._global_count(torch.tensor(counts["mined_points"], device=features.device))
@@ -205,10 +287,22 @@ class MARCOTrainer(TrainerBase):
                                                         self.settings.flow_weight, num_points=1) / total
         return StepOutput(
             loss=supervised + dense,
-            losses={"gaussian_ce": supervised.detach(), "flow_l2": dense.detach()},
-            diagnostics={"sigma": self.supervised.sigma(step), **counts},
+            losses={**{k: v.detach() for k, v in supervised_losses.items()}, "flow_l2": dense.detach()},
+            diagnostics={**diagnostics, **counts},
             seconds=dict(timer.seconds),
         )
+
+    def _geosc_loss(self, features: torch.Tensor, batch: TrainingBatch, canvas: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Geo-SC's InfoNCE + l2 on the student's maps: keypoints clamped into the canvas, cells ``x * w / W``;
+        the mean over this process's pairs (DDP's gradient average makes it the global mean)."""
+        h, w = features.shape[-2:]
+        limit = torch.tensor([canvas[0] - 1, canvas[1] - 1], dtype=features.dtype, device=features.device)
+        points = torch.minimum(batch.keypoints.to(features.dtype).clamp(min=0), limit)
+        cells = pixels_to_cells(points, canvas, (int(w), int(h)), rule=CELL_RULE)
+        assert self.logit_scale is not None
+        result = geosc_loss(features[:, 0], features[:, 1], cells[:, 0], cells[:, 1], self.logit_scale,
+                            batch.visible, temperature=self.settings.geosc_temperature)
+        return {"info_nce": result.info_nce, "flow_epe": result.flow_epe}
 
     def _global_count(self, count: torch.Tensor) -> torch.Tensor:
         """A per-process count summed over processes and scaled by the process count, so that DDP's gradient
@@ -247,11 +341,23 @@ class MARCOTrainer(TrainerBase):
                 self.teacher.copy_from(self.model)
 
     def extra_state(self) -> dict[str, Any]:
-        return {"mining_generator": self.mining_generator.get_state()}
+        state: dict[str, Any] = {"mining_generator": self.mining_generator.get_state()}
+        if self.logit_scale is not None:  # a training-only parameter: not part of the released model layout
+            state["logit_scale"] = self.logit_scale.detach().to("cpu", copy=True)
+        return state
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         if "mining_generator" in state:
             self.mining_generator.set_state(state["mining_generator"])
+        if self.logit_scale is not None and "logit_scale" in state:
+            with torch.no_grad():
+                self.logit_scale.copy_(state["logit_scale"])
+
+
+def _average_over_processes(grad: torch.Tensor) -> torch.Tensor:
+    grad = grad.clone()
+    torch.distributed.all_reduce(grad)
+    return grad / torch.distributed.get_world_size()
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
