@@ -21,6 +21,17 @@ def pytest_configure(config):
     socket.socket.connect = _guarded_connect
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one intra-op thread, and are then immune to other processes' load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_root(tmp_path_factory):
     """A data root holding the synthetic benchmark, generated once per test session."""

@@ -10,27 +10,15 @@ import torch
 from corrbench.errors import ConfigError
 from corrbench.evaluate import RunOptions, run
 from corrbench.methods.dinov2_ft import PRESETS, DINOv2FineTuned, DINOv2FineTunedTrainer
-from corrbench.registry import METHODS
 from corrbench.training import RESUME_KEYS, TrainOptions, train, trainer_for
 
 TINY = {"weights": "random", "backbone": "vits14", "resolution": 56}
 OPTIONS = {"weights": "random", "backbone": "vits14", "resolution": "56", "train_resolution": "56"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def method():
-    """``--method dinov2-ft`` whether or not the package metadata lists it yet."""
-    if "dinov2-ft" not in METHODS:
-        METHODS.register("dinov2-ft", DINOv2FineTuned)
-    return "dinov2-ft"
 
 
 def trainable_names(matcher: DINOv2FineTuned) -> set[str]:
@@ -82,7 +70,8 @@ def test_bad_options_and_foreign_checkpoints(tmp_path):
         DINOv2FineTuned(**TINY, trainable_blocks=1, checkpoint=str(tmp_path / "two.pth"))
 
 
-def test_engine_training_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path, data_env, method):
+def test_engine_training_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path, data_env):
+    method = "dinov2-ft"
     common = dict(method=method, benchmark="synthetic", options=OPTIONS, batch_size=4, lr=1e-3, progress=False,
                   val_limit=2, seed=0)
     outcome = train(TrainOptions(out=tmp_path / "runs", max_steps=12, **common))

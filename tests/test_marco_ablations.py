@@ -16,7 +16,7 @@ from corrbench.errors import ConfigError
 from corrbench.methods.marco import flow_anchoring as fa
 from corrbench.methods.marco.matcher import MARCOMatcher
 from corrbench.methods.marco.training import ABLATION_PRESETS, PRESETS, MARCOTrainer, MARCOTrainingSettings
-from corrbench.registry import BENCHMARKS, METHODS
+from corrbench.registry import BENCHMARKS
 from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.training import TrainingPlan, TrainOptions, train
 
@@ -36,12 +36,7 @@ EXPECTED_CHANGES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,11 +207,7 @@ def test_one_training_step_per_preset(name, batch):
         assert out.losses["flow_l2"] == 0 and "mining" not in out.seconds
 
 
-def test_engine_records_the_preset_and_saves_geoscs_scale(tmp_path, data_env, monkeypatch):
-    if not hasattr(MARCOMatcher, "trainer"):
-        monkeypatch.setattr(MARCOMatcher, "trainer", "corrbench.methods.marco.training:MARCOTrainer", raising=False)
-    if "marco" not in METHODS:
-        METHODS.register("marco", MARCOMatcher)
+def test_engine_records_the_preset_and_saves_geoscs_scale(tmp_path, data_env):
     options = {"weights": "random", "backbone": "vits14", "adapter_blocks": "10,12", "resolution": str(CANVAS),
                "train_resolution": str(CANVAS), "geosc_temperature": "0.05"}
     outcome = train(TrainOptions(method="marco", benchmark="synthetic", options=options, preset="geosc-objective",

@@ -426,8 +426,6 @@ def test_wrapping_a_model_takes_its_architecture():
 
 
 def test_runs_end_to_end_on_the_synthetic_benchmark(tmp_path, data_env):
-    if "marco" not in METHODS:  # the pyproject entry point may not be installed yet
-        METHODS.register("marco", MARCOMatcher)
     assert METHODS.get("marco") is MARCOMatcher
     opts = RunOptions(method="marco", benchmark="synthetic", options=dict(TINY_OPTIONS), limit=4, batch_size=2,
                       out=tmp_path, progress=False)

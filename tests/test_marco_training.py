@@ -18,7 +18,7 @@ from corrbench.methods.marco.matcher import MARCOMatcher
 from corrbench.methods.marco.model import MARCOModel
 from corrbench.methods.marco.schedules import RELEASED_SIGMA
 from corrbench.methods.marco.training import PRESETS, MARCOTrainer, MARCOTrainingSettings
-from corrbench.registry import BENCHMARKS, METHODS
+from corrbench.registry import BENCHMARKS
 from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.training import RESUME_KEYS, TrainingPlan, TrainOptions, train, trainer_for
 
@@ -27,22 +27,9 @@ TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adap
 CANVAS = 56
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def marco_method(monkeypatch):
-    """``--method marco`` with its trainer, whether or not the package metadata lists it yet."""
-    if not hasattr(MARCOMatcher, "trainer"):
-        monkeypatch.setattr(MARCOMatcher, "trainer", "corrbench.methods.marco.training:MARCOTrainer", raising=False)
-    if "marco" not in METHODS:
-        METHODS.register("marco", MARCOMatcher)
-    return "marco"
 
 
 def make_trainer(settings: MARCOTrainingSettings | None = None, steps_per_epoch: int = 10) -> MARCOTrainer:
@@ -161,11 +148,13 @@ def test_checkpoint_round_trip_in_the_released_layout(tmp_path):
         assert torch.equal(value, state["model"][key]), key
 
 
-def test_trainer_for_finds_marcos_trainer(marco_method):
+def test_trainer_for_finds_marcos_trainer():
+    assert MARCOMatcher.trainer == "corrbench.methods.marco.training:MARCOTrainer"
     assert isinstance(trainer_for(MARCOMatcher(**TINY)), MARCOTrainer)
 
 
-def test_engine_trains_and_resumes_marco_bit_identically(tmp_path, data_env, marco_method):
+def test_engine_trains_and_resumes_marco_bit_identically(tmp_path, data_env):
+    marco_method = "marco"
     # no checkpoint option: training starts from fresh adapters and head (never the released file)
     options = {"weights": "random", "backbone": "vits14", "adapter_blocks": "10,12", "resolution": str(CANVAS),
                "train_resolution": str(CANVAS)}
