@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DataError, UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 PATCH_SIZE = 14
 #: Training resolution of the released weights: 518 px = 37 x 37 patches, hence 1 + 37 * 37 positions.
@@ -427,19 +427,6 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Any], origin: st
     )
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file (tensors only: no arbitrary code from pickles)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated downloads, wrong formats, ...: all mean "this file is unusable"
-        raise DataError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
-                        hint="the file may be truncated or not a PyTorch checkpoint; delete it and download it again") from exc
-    if not isinstance(state, Mapping):
-        raise ConfigError(f"{path} holds a {type(state).__name__}, not a state dict",
-                          hint="save the weights with torch.save(model.state_dict(), path)")
-    return dict(state)
-
-
 def load_dinov2(
     name: str,
     weights: str | Path | Mapping[str, torch.Tensor] | None = None,
@@ -458,7 +445,7 @@ def load_dinov2(
     Loading is strict (ConfigError lists missing/unexpected/mis-shaped keys). ``model.weights_info()``
     says where the weights came from and the file's sha256.
     """
-    from .weights import resolve_weights
+    from .weights import read_checkpoint_file, resolve_weights
 
     spec = dinov2_spec(name)
     resolved, info = resolve_weights(spec.url, spec.filename, weights, progress=progress)
@@ -470,7 +457,7 @@ def load_dinov2(
         info = {**info, "seed": seed}
     else:
         if isinstance(resolved, Path):
-            state_dict, origin = load_state_dict_file(resolved), str(resolved)
+            state_dict, origin = read_checkpoint_file(resolved, what="state dict"), str(resolved)
         else:
             state_dict, origin = resolved, "the given state dict"
         # Skip the (slow for ViT-g) random init: build on the meta device, check, then allocate empty

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -113,3 +115,65 @@ def file_sha256(path: Path) -> str:
     except OSError:
         pass  # a read-only cache only costs recomputation next time
     return sha
+
+
+# --- reading checkpoint files safely ----------------------------------------------------------------------
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed global")
+
+
+class DroppedObject:
+    """Stands in for a non-tensor object of another library found in a checkpoint (a pickled argparse or
+    OmegaConf config, say); holds nothing, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "DroppedObject()"
+
+
+def read_checkpoint_file(path: str | os.PathLike, *, what: str = "checkpoint",
+                         layout: str = "save the weights with torch.save(model.state_dict(), path)") -> dict[str, Any]:
+    """The mapping a checkpoint file holds, read with ``weights_only=True`` so no pickled code runs.
+
+    ``weights_only`` refuses unknown globals one at a time: each refused one is mapped to the inert
+    ``DroppedObject`` and the file read again (a handful of passes for a pickled config; bounded for hostile
+    files). ``what`` and ``layout`` name the expected content in errors.
+    """
+    path = Path(path)
+    dropped: list[tuple[type, str]] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(dropped):
+                content = torch.load(path, map_location="cpu", weights_only=True)
+            break
+        except pickle.UnpicklingError as exc:
+            match = _UNSUPPORTED_GLOBAL.search(str(exc))
+            name = match.group(1) if match else ""
+            name = name if "." in name else f"builtins.{name}"  # torch names builtins without their module
+            if match is None or any(known == name for _, known in dropped) or len(dropped) >= 256:
+                raise DataError(f"cannot read checkpoint {path}: {exc}",
+                                hint="the file is not a PyTorch checkpoint of tensors and plain values") from None
+            dropped.append((DroppedObject, name))
+        except FileNotFoundError:
+            raise ConfigError(f"checkpoint file not found: {path}") from None
+        except Exception as exc:  # truncated downloads, other formats...: all mean "this file is unusable"
+            raise DataError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
+                            hint="the file may be truncated or not a PyTorch checkpoint; delete it and fetch it again"
+                            ) from exc
+    if not isinstance(content, Mapping):
+        raise ConfigError(f"{path} holds a {type(content).__name__}, not a {what}", hint=layout)
+    return dict(content)

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from corrbench.backbones.weights import RANDOM, hub_checkpoint_path, resolve_weights
+from corrbench.backbones.weights import RANDOM, hub_checkpoint_path, read_checkpoint_file, resolve_weights
 from corrbench.errors import ConfigError, DataError
 
 from .model import MARCOArchitecture, MARCOModel
@@ -42,59 +40,10 @@ RELEASE_FILENAME = "marco_release.pth"
 #: Keys of a training checkpoint beside ``model``.
 RESUME_KEYS = ("optimizer", "ema", "step", "epoch", "config")
 
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed global")
-
-
-class DroppedObject:
-    """Stands in for a non-tensor object of another library found in a checkpoint; holds nothing, runs nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, value: Any) -> None:
-        pass
-
-    def extend(self, values: Any) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return "DroppedObject()"
-
-
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Everything a checkpoint file holds, read without executing pickled code (see the module docstring)."""
-    path = Path(path)
-    # weights_only refuses unknown globals one at a time: each refused one is mapped to the inert placeholder
-    # and the file read again (a handful of passes for a pickled config; bounded for hostile files).
-    dropped: list[tuple[type, str]] = []
-    while True:
-        try:
-            with torch.serialization.safe_globals(dropped):
-                content = torch.load(path, map_location="cpu", weights_only=True)
-            break
-        except pickle.UnpicklingError as exc:
-            match = _UNSUPPORTED_GLOBAL.search(str(exc))
-            name = match.group(1) if match else ""
-            name = name if "." in name else f"builtins.{name}"  # torch names builtins without their module
-            if match is None or any(known == name for _, known in dropped) or len(dropped) >= 256:
-                raise DataError(f"cannot read checkpoint {path}: {exc}",
-                                hint="the file is not a PyTorch checkpoint of tensors and plain values") from None
-            dropped.append((DroppedObject, name))
-        except FileNotFoundError:
-            raise ConfigError(f"checkpoint file not found: {path}") from None
-        except Exception as exc:  # truncated downloads, other formats...: all mean "this file is unusable"
-            raise DataError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
-                            hint="the file may be truncated or not a PyTorch checkpoint; fetch it again") from exc
-    if not isinstance(content, Mapping):
-        raise ConfigError(f"{path} holds a {type(content).__name__}, not a MARCO checkpoint",
-                          hint='a MARCO checkpoint is {"model": {name: tensor}} or a dict of tensors')
-    return dict(content)
+    return read_checkpoint_file(path, what="MARCO checkpoint",
+                                layout='a MARCO checkpoint is {"model": {name: tensor}} or a dict of tensors')
 
 
 def model_state(checkpoint: Mapping[str, Any], origin: str) -> dict[str, torch.Tensor]:
