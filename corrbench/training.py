@@ -51,6 +51,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -185,7 +186,9 @@ class Trainable(Protocol):
     """
 
     def training_presets(self) -> Mapping[str, TrainingRecipe]:
-        """Named recipes; the first is the default (``--preset``)."""
+        """Named recipes; the first is the default (``--preset``). Make it a static or class method when the
+        recipes do not depend on the built matcher: ``corrbench train`` then rejects an unknown ``--preset`` or
+        ``--set`` key before it builds (and perhaps downloads) the model."""
 
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
         """Called once on the training device before the first step (and before a resume's state is loaded)."""
@@ -249,6 +252,13 @@ def trainer_class(method_cls: type) -> type | None:
 
         target = import_target(target)
     return target
+
+
+def class_presets(method_cls: type) -> dict[str, TrainingRecipe] | None:
+    """The training presets of a method known without building it (a static or class ``training_presets``)."""
+    owner = trainer_class(method_cls) or method_cls
+    hook = inspect.getattr_static(owner, "training_presets", None)
+    return dict(owner.training_presets()) if isinstance(hook, (staticmethod, classmethod)) else None
 
 
 def training_method_defaults(method_cls: type, seed: int) -> dict[str, Any]:
@@ -532,15 +542,20 @@ def split_options(method_cls: type, recipe: TrainingRecipe, options: Mapping[str
     return for_method, for_settings, for_recipe
 
 
+def pick_preset(presets: Mapping[str, TrainingRecipe], preset: str | None) -> tuple[str, TrainingRecipe]:
+    """``(name, recipe)`` of ``--preset`` (None: the first preset)."""
+    name = preset or next(iter(presets))
+    if name not in presets:
+        raise ConfigError(f"unknown training preset {name!r}", hint=f"use one of {', '.join(presets)}")
+    return name, presets[name]
+
+
 def resolve_recipe(trainer: Trainable, preset: str | None, settings: Mapping[str, Any], recipe_overrides: Mapping[str, Any],
                    opts: TrainOptions) -> tuple[str, TrainingRecipe]:
     presets = dict(trainer.training_presets())
     if not presets:
         raise ConfigError(f"{type(trainer).__name__} defines no training preset")
-    name = preset or next(iter(presets))
-    if name not in presets:
-        raise ConfigError(f"unknown training preset {name!r}", hint=f"use one of {', '.join(presets)}")
-    recipe = presets[name]
+    name, recipe = pick_preset(presets, preset)
     if recipe.method is not None:
         recipe = dataclasses.replace(recipe, method=_override(recipe.method, settings, "training settings"))
     recipe = _override(recipe, recipe_overrides, "training recipe")
@@ -775,6 +790,9 @@ class _Run:
         config_cls = getattr(method_cls, "Config", None)
         method_keys = _fields(config_cls) if dataclasses.is_dataclass(config_cls) else set()
         defaults = {k: v for k, v in training_method_defaults(method_cls, self.opts.seed).items() if k in method_keys}
+        known = class_presets(method_cls)
+        if known:  # report a wrong --preset / --set key before the (perhaps downloading) model build
+            split_options(method_cls, pick_preset(known, self.opts.preset)[1], options)
         matcher = method_cls(**{**defaults, **{k: v for k, v in options.items() if k in method_keys}})
         trainer = trainer_for(matcher, self.opts.method)
         presets = dict(trainer.training_presets())

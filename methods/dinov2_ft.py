@@ -196,7 +196,8 @@ class DINOv2FineTunedTrainer(TrainerBase):
         self.settings = UnifiedLossSettings()
         self.plan: TrainingPlan | None = None
 
-    def training_presets(self) -> Mapping[str, TrainingRecipe]:
+    @staticmethod
+    def training_presets() -> Mapping[str, TrainingRecipe]:
         return PRESETS
 
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:

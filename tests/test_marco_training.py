@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from corrbench.data_root import resolve_data_root
+from corrbench.errors import ConfigError
 from corrbench.datasets import make_adapter
 from corrbench.methods.marco.checkpoint import load_checkpoint
 from corrbench.methods.marco.flow_anchoring import flow_anchoring_loss, mine_matches, mined_similarity_maps
@@ -177,3 +178,19 @@ def test_engine_trains_and_resumes_marco_bit_identically(tmp_path, data_env):
     assert {"data", "student_forward", "teacher_forward", "mining", "backward", "optimizer"} <= set(step["seconds"])
     assert set(step["losses"]) == {"gaussian_ce", "flow_l2"}
     assert [r["event"] for r in lines].count("validation") == 1
+
+
+@pytest.mark.parametrize("preset, settings, message", [
+    ("relased", {}, "unknown training preset 'relased'"),
+    (None, {"self_distilation": "false"}, "did you mean self_distillation"),
+])
+def test_wrong_preset_or_key_is_reported_before_the_model_is_built(tmp_path, data_env, monkeypatch, preset, settings,
+                                                                   message):
+    # Building MARCO means loading (and perhaps downloading) a ViT-L: a typo must not wait for it.
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the options were checked")
+
+    monkeypatch.setattr(MARCOMatcher, "__init__", refuse)
+    with pytest.raises(ConfigError, match=message):
+        train(TrainOptions(method="marco", benchmark="synthetic", preset=preset, options=settings, out=tmp_path,
+                           device="cpu", progress=False))

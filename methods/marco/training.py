@@ -213,7 +213,8 @@ class MARCOTrainer(TrainerBase):
         self.logit_scale: nn.Parameter | None = None  # Geo-SC's learnable log scale (objective "geosc" only)
 
     # -- setup -----------------------------------------------------------------------------------------------
-    def training_presets(self) -> Mapping[str, TrainingRecipe]:
+    @staticmethod
+    def training_presets() -> Mapping[str, TrainingRecipe]:
         return PRESETS
 
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
