@@ -7,7 +7,6 @@ The Matcher never sees target keypoints (only the test-only oracle, which declar
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import random
@@ -29,6 +28,7 @@ from .environment import describe_environment
 from .errors import ConfigError, ResultsError
 from .matcher import Matcher
 from .metrics import PCKAccumulator
+from .precision import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
 from .registry import BENCHMARKS, METHODS, is_file_reference
@@ -44,7 +44,6 @@ from .results import (
     write_jsonl_atomic,
 )
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -102,16 +101,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast(device: torch.device, dtype: str):
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
-
-
 def run(opts: RunOptions) -> RunOutcome:
     """Evaluate ``opts.method`` on ``opts.benchmark``; returns the result and its directory."""
-    if opts.dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {opts.dtype!r}", hint=f"use one of {', '.join(DTYPES)}")
+    check_dtype(opts.dtype)
     if opts.batch_size < 1 or (opts.limit is not None and opts.limit < 1):
         raise ConfigError("--batch-size and --limit must be positive integers")
     spec: BenchmarkSpec = BENCHMARKS.get(opts.benchmark)
@@ -244,7 +236,7 @@ def _predict(matcher: Matcher, pairs, store: PredictionStore, device: torch.devi
               disable=not opts.progress, leave=False) as bar:
         done = 0
         for batch in loader:
-            with _autocast(device, opts.dtype):
+            with autocast(device, opts.dtype):
                 output = matcher.predict(batch.to(device))
             points = output.points.float().cpu().numpy()
             sizes = [p.num_keypoints for p in pairs[done : done + batch.size]]

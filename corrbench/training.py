@@ -11,8 +11,10 @@
    order of pairs comes from its own generator seeded with ``seed + epoch`` (``train_data.EpochBatches``);
 3. data: the benchmark's dataset (its spec's ``dataset`` and ``data_dir``) read through its adapter, split
    ``trn`` for training (``corrbench.train_data``) and ``val`` for model selection;
-4. per step: ``training_step`` under autocast (bf16 on CUDA when asked), ``loss.backward()``, gradient
-   clipping, optimiser step, ``on_optimizer_step`` (the EMA teacher); constant learning rate;
+4. per step: ``training_step`` under autocast (bf16 or fp16 on CUDA when asked), ``loss.backward()``
+   (loss-scaled in fp16: ``precision.LossScaling``; its state is the checkpoint's ``grad_scaler``), gradient
+   clipping of the unscaled gradients, optimiser step (skipped by fp16 on overflow, logged as ``skipped``),
+   ``on_optimizer_step`` (the EMA teacher); constant learning rate;
 5. per epoch: validation PCK on the ``val`` pairs with the benchmark's own protocol (the method's
    ``predict`` and ``Protocol.score`` + ``PCKAccumulator``, as ``corrbench run`` scores), then a checkpoint;
    ``best.pth`` follows the best PCK@0.1 per image over all pairs.
@@ -76,13 +78,18 @@ VAL_SPLIT = "val"
 #: The validation number that picks the best checkpoint: PCK@0.1, per image, pooled over all pairs.
 SELECTION_METRIC = ("pck", "image", "all", "0.1")
 OPTIMIZERS = ("adamw", "adam")
-TRAIN_DTYPES = ("float32", "bfloat16")
+TRAIN_DTYPES = ("float32", "bfloat16", "float16")
+#: Devices that train in bfloat16 / float16: CPU autocast works but is slower than fp32 and not what anyone
+#: trains with, so a reduced-precision CPU run is refused rather than silently slow.
+REDUCED_PRECISION_DEVICES = ("cuda",)
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "train.json"
 SUMMARY_FILE = "summary.json"
 #: Keys the engine adds to a checkpoint next to the method's release layout.
 RESUME_KEYS = ("optimizer", "trainer", "step", "epoch", "batch_in_epoch", "rng", "config", "history")
+#: The fp16 loss scaler's state, in checkpoints of ``--dtype float16`` runs only.
+SCALER_KEY = "grad_scaler"
 #: Fields of a ``"event": "step"`` log line (diagnostics such as ``sigma`` and ``ema_momentum`` come in
 #: addition, as top-level fields, when the method reports them).
 LOG_FIELDS = ("event", "step", "epoch", "batch", "lr", "loss", "losses", "grad_norm", "seconds")
@@ -665,7 +672,7 @@ def validate(matcher: nn.Module, pairs: Sequence[Any], spec: Any, device: torch.
     from tqdm.auto import tqdm
 
     from .batching import batch_loader
-    from .evaluate import _autocast
+    from .precision import autocast
     from .feature_cache import FeatureCache
     from .metrics import PCKAccumulator
 
@@ -681,7 +688,7 @@ def validate(matcher: nn.Module, pairs: Sequence[Any], spec: Any, device: torch.
     done = 0
     with tqdm(total=len(pairs), desc="validate", unit="pair", disable=not progress, leave=False) as bar:
         for batch in loader:
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 points = matcher.predict(batch.to(device)).points.float().cpu().numpy()
             for pred, pair in zip(points, pairs[done : done + batch.size]):
                 accumulator.add(spec.protocol.score(pair, pred[: pair.num_keypoints]))
@@ -744,7 +751,7 @@ class _Run:
             raise ConfigError("--max-steps must be a positive integer")
         self.opts = opts
         self.procs, self.device = start_processes(opts.device)
-        if opts.dtype != "float32" and self.device.type != "cuda":
+        if opts.dtype != "float32" and self.device.type not in REDUCED_PRECISION_DEVICES:
             raise ConfigError(f"--dtype {opts.dtype} trains under CUDA autocast only", hint="use --dtype float32 on CPU")
         if self.device.type == "cuda":  # as the authors' train.py on Ampere and newer
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -833,6 +840,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     from torch.nn.parallel import DistributedDataParallel
     from tqdm.auto import tqdm
 
+    from .precision import LossScaling, autocast
     from .results import write_json_atomic
     from .train_data import EpochBatches, collate_training
 
@@ -863,6 +871,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     if not parameters or not all(p.requires_grad for p in parameters):
         raise ConfigError(f"{run.method}: trainable_parameters() must return parameters that require gradients")
     optimizer = _optimizer(recipe, parameters)
+    scaling = LossScaling(opts.dtype, device)
     seed_process(opts.seed + procs.rank)  # per-process streams from here on (the authors' seed + rank)
 
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -871,6 +880,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
         trainer.load_release_state(checkpoint)
         trainer.load_extra_state(checkpoint["trainer"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        scaling.load_state_dict(checkpoint.get(SCALER_KEY, {}))
         # "epoch" is the index of the last completed epoch, as in the authors' checkpoints (-1: none yet).
         step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"] + 1, checkpoint["batch_in_epoch"]
         history = list(checkpoint["history"])
@@ -899,20 +909,19 @@ def train(opts: TrainOptions) -> TrainOutcome:
 
     best = max((h for h in history if h.get("selection") is not None), key=lambda h: h["selection"], default=None)
     last_path: Path | None = resume_file
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if opts.dtype == "bfloat16"
-                else contextlib.nullcontext())
 
     def save(tag: str, completed_epochs: int, in_epoch: int, validation: dict[str, Any] | None) -> Path | None:
         states = procs.gather(rng_state())
         path = None
         if procs.main:
             release = trainer.release_state()
-            clash = [k for k in RESUME_KEYS if k in release]
+            clash = [k for k in (*RESUME_KEYS, SCALER_KEY) if k in release]
             if clash:
                 raise TrainingError(f"{run.method}'s release layout uses the engine's keys {clash}")
             state = {
                 **release,
                 "optimizer": optimizer.state_dict(),
+                **({SCALER_KEY: scaling.state_dict()} if scaling.enabled else {}),
                 "trainer": trainer.extra_state(),
                 "step": step,
                 "epoch": completed_epochs - 1,
@@ -980,7 +989,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
             data_seconds = time.perf_counter() - started
 
             started = time.perf_counter()
-            with autocast:
+            with autocast(device, opts.dtype):
                 out = trainer.training_step(batch, step, epoch)
             _sync(device)
             step_seconds = time.perf_counter() - started
@@ -991,21 +1000,23 @@ def train(opts: TrainOptions) -> TrainOutcome:
                                     hint="lower --lr, or check the data of this batch: " + ", ".join(batch.pair_ids[:4]))
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            scaling.backward(out.loss)
             _sync(device)
             backward_seconds = time.perf_counter() - started
 
             started = time.perf_counter()
+            scaling.unscale(optimizer)
             grad_norm = (torch.nn.utils.clip_grad_norm_(parameters, recipe.clip_grad_norm)
                          if recipe.clip_grad_norm is not None else None)
-            optimizer.step()
+            stepped = scaling.step(optimizer)  # False only in fp16, when the gradients overflowed
             hooks = dict(trainer.on_optimizer_step(step))
             _sync(device)
             optimizer_seconds = time.perf_counter() - started
 
             names = ["loss", *out.losses]
             values = procs.mean([_number(out.loss), *(_number(v) for v in out.losses.values())], device)
-            diagnostics = {k: _number(v) for k, v in {**out.diagnostics, **hooks}.items()}
+            scaler_fields = {"loss_scale": scaling.scale(), "skipped": float(not stepped)} if scaling.enabled else {}
+            diagnostics = {k: _number(v) for k, v in {**out.diagnostics, **hooks, **scaler_fields}.items()}
             reserved = set(LOG_FIELDS) & set(diagnostics)
             if reserved:
                 raise TrainingError(f"diagnostics {sorted(reserved)} collide with the log's own fields")
@@ -1059,7 +1070,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimisation steps in all.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(list(TRAIN_DTYPES)),
-              help="bfloat16: CUDA autocast for forward passes and losses.")
+              help="bfloat16 / float16: CUDA autocast for forward passes and losses (float16 also scales the loss).")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="Data-loading workers.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of everything random.")
 @click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),

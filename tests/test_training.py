@@ -378,3 +378,18 @@ def test_a_key_known_to_the_method_and_its_trainer_is_ambiguous():
         split_options(TinyTrainable, recipe, {"dim": "2"})
     assert split_options(TinyTrainable, recipe, {"depth": "3", "resolution": "32", "masks": "keypoint-box"}) == (
         {"resolution": "32"}, {"depth": "3"}, {"masks": "keypoint-box"})
+
+
+def test_float16_training_scales_the_loss_and_resumes_the_scaler(tmp_path, data_env, monkeypatch):
+    with pytest.raises(ConfigError, match="CUDA autocast only"):
+        train(options(tmp_path, dtype="float16", max_steps=1))
+    # The fp16 path is the CUDA one; CPU autocast exercises the same engine code here.
+    monkeypatch.setattr("corrbench.training.REDUCED_PRECISION_DEVICES", ("cuda", "cpu"))
+    common = dict(batch_size=24, dtype="float16", validate=False, options={"resolution": "32"})
+    first = train(options(tmp_path, max_steps=2, **common))
+    records = [r for r in steps(first.directory) if r["event"] == "step"]
+    assert all(r["loss_scale"] == 65536.0 and r["skipped"] == 0.0 and np.isfinite(r["loss"]) for r in records)
+    state = torch.load(first.last_checkpoint, weights_only=True)
+    assert state["grad_scaler"]["scale"] == 65536.0
+    resumed = train(options(tmp_path, max_steps=3, resume="auto", **common))
+    assert resumed.steps == 3 and "grad_scaler" in torch.load(resumed.last_checkpoint, weights_only=True)
