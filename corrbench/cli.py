@@ -1,4 +1,4 @@
-"""The ``corrbench`` command line: run, table, ls.
+"""The ``corrbench`` command line: run, table, match, bench, ls, download, build-*, train.
 
 Errors a user can fix (``CorrbenchError``) are printed as one message with a hint and exit non-zero;
 ``--debug`` shows the traceback instead. Heavy modules (torch) are imported inside the commands that need
@@ -77,6 +77,48 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
     ))
     _print_run_summary(outcome.result)
     click.echo(f"result: {outcome.result_path}")
+
+
+@cli.command("bench")
+@click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--preset", type=click.Choice(["marco-paper"]),
+              help="A published timing protocol (marco-paper: MARCO Table 12, 840 px, one pair per batch).")
+@click.option("--resolution", type=click.IntRange(min=1), help="Input resolution (the method's `resolution` option).")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Pairs per batch.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"]),
+              help="bfloat16 / float16 run the model under autocast.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the feature extraction.")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed calls per stage.")
+@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="Timed calls per stage.")
+@click.option("--pairs", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Benchmark pairs in the end-to-end passes.")
+@click.option("--benchmark", "-b", default="synthetic", show_default=True, help="Where the timed images come from.")
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
+@click.option("--no-download", is_flag=True, help="Never download missing data or weights' datasets.")
+@click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="Writes <out>/bench/<method>/<device>-<dtype>-<resolution>px-b<batch>.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of the table.")
+def bench_command(method, settings, preset, resolution, batch_size, dtype, device, use_compile, warmup, iters, pairs,
+                  benchmark, data_root, no_download, out, as_json) -> None:
+    """Time a method: parameters, per-stage times, pairs per second and peak memory."""
+    import json
+
+    from .bench import BenchOptions, bench, default_output, format_table
+    from .config import parse_assignments
+    from .results import write_json_atomic
+
+    record = bench(BenchOptions(
+        method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,
+        batch_size=batch_size, dtype=dtype, device=device, compile=use_compile, warmup=warmup, iters=iters,
+        pairs=pairs, data_root=data_root, download=not no_download, command=shlex.join(["corrbench", *sys.argv[1:]]),
+    ))
+    path = default_output(out, record)
+    write_json_atomic(path, record)
+    click.echo(json.dumps(record, indent=2) if as_json else format_table(record))
+    click.echo(f"record: {path}", err=as_json)
 
 
 def _print_run_summary(result: dict) -> None:
