@@ -114,3 +114,15 @@ def test_cli_prints_the_table_and_writes_the_record(tmp_path, data_env):
 
     wrong = CliRunner().invoke(cli, ["bench", "--method", "tiny-vt", "--out", str(tmp_path)])
     assert wrong.exit_code != 0 and "tiny-vit" in wrong.output and "Traceback" not in wrong.output
+
+
+def test_marco_gpu_script_rows_from_bench_records(synthetic_data_root, capsys):
+    # The GPU script on the CPU with a tiny method: the same code path, one row per dtype.
+    from corrbench.benchmarks.perf import marco_gpu
+
+    marco_gpu.main(["--method", "tiny-vit", "--set", "dim=16", "--resolution", "56", "--device", "cpu",
+                    "--dtypes", "float32", "bfloat16", "--pairs", "2", "--batch-size", "2", "--iters", "1",
+                    "--data-root", str(synthetic_data_root)])
+    out = capsys.readouterr().out
+    assert "tiny-vit at 56 px on cpu" in out
+    assert sum(line.startswith(("| float32", "| bfloat16")) for line in out.splitlines()) == 2
