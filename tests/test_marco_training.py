@@ -180,6 +180,34 @@ def test_engine_trains_and_resumes_marco_bit_identically(tmp_path, data_env):
     assert [r["event"] for r in lines].count("validation") == 1
 
 
+def test_the_authors_resume_path_accepts_our_checkpoint(tmp_path, data_env):
+    # util/misc.resume_from_checkpoint in the authors' code: model.load_state_dict(ckpt["model"], strict=False),
+    # then, since "epoch" is present, their optimizer -- AdamW over one group of the parameters whose names hold
+    # "adapter" or "upscale", in module order -- loads ckpt["optimizer"] and training goes on from epoch + 1.
+    # Re-enacted here on a fresh model: every state tensor must land on a parameter of its own shape.
+    options = {"weights": "random", "backbone": "vits14", "adapter_blocks": "10,12", "resolution": str(CANVAS),
+               "train_resolution": str(CANVAS)}
+    outcome = train(TrainOptions(method="marco", benchmark="synthetic", options=options, batch_size=4, epochs=1,
+                                 max_steps=1, validate=False, progress=False, out=tmp_path, seed=3))
+    checkpoint = torch.load(outcome.last_checkpoint, weights_only=True)
+    model = MARCOMatcher(**{**TINY, "seed": 7}).model
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    assert not unexpected and not [k for k in missing if "adapter" in k or "upscale" in k]
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = "adapter" in name or "upscale" in name
+    theirs = [p for p in model.parameters() if p.requires_grad]
+    # the optimiser's positions follow our trainable_parameters(), i.e. the released key order
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == list(checkpoint["model"])
+    optimizer = torch.optim.AdamW([{"params": theirs, "initial_lr": 1e-4}], lr=1e-4, weight_decay=0.0)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    assert checkpoint["epoch"] + 1 == 0  # stopped inside the first epoch: they would restart it
+    assert len(optimizer.state) == len(theirs)
+    for parameter in theirs:
+        assert optimizer.state[parameter]["exp_avg"].shape == parameter.shape
+    sum(p.sum() for p in theirs).backward()
+    optimizer.step()
+
+
 @pytest.mark.parametrize("preset, settings, message", [
     ("relased", {}, "unknown training preset 'relased'"),
     (None, {"self_distilation": "false"}, "did you mean self_distillation"),
