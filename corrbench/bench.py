@@ -30,6 +30,7 @@ re-extracted for every pair: read the ``no cache`` pairs/s against the paper's F
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -74,7 +75,6 @@ class BenchOptions:
     seed: int = 0
     data_root: Path | None = None
     download: bool = True
-    out: Path | None = None
     progress: bool = True
     command: str = ""
 
@@ -97,21 +97,18 @@ def summarize(seconds: Sequence[float], per: int = 1) -> dict[str, float]:
     return {"median_ms": round(statistics.median(values), 4), "p90_ms": round(p90, 4), "calls": len(values)}
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Seconds of each of ``iters`` calls of ``fn`` after ``warmup`` untimed ones (CUDA synchronised)."""
+    from .evaluate import synchronize
+
     for _ in range(warmup):
         fn()
-    _synchronize(device)
+    synchronize(device)
     seconds = []
     for _ in range(iters):
         started = time.perf_counter()
         fn()
-        _synchronize(device)
+        synchronize(device)
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -168,7 +165,7 @@ def _load_batches(opts: BenchOptions, spec: Any, with_masks: bool, with_ground_t
 
 
 def bench(opts: BenchOptions) -> dict[str, Any]:
-    """Measure ``opts.method`` (see the module docstring); returns the JSON record (also written to ``out``)."""
+    """Measure ``opts.method`` (see the module docstring); returns the JSON record."""
     from .config import config_to_json
     from .environment import describe_environment
     from .evaluate import method_name, resolve_device, seed_everything
@@ -216,9 +213,9 @@ def bench(opts: BenchOptions) -> dict[str, Any]:
             images = _distinct_images(batches)
             per_call = min(len(images), 2 * opts.batch_size)
             chunks = [images[i : i + per_call] for i in range(0, len(images) - per_call + 1, per_call)] or [images]
-            calls = iter(range(10**9))
+            rotation = itertools.cycle(chunks)  # successive calls see different images
             stages["extract_per_image"] = summarize(
-                time_calls(lambda: matcher.extract(chunks[next(calls) % len(chunks)]), device, opts.warmup, opts.iters),
+                time_calls(lambda: matcher.extract(next(rotation)), device, opts.warmup, opts.iters),
                 per=len(chunks[0]))
             # "no cache": every batch extracts its images; "cold": the harness's own cache, empty at the start
             for state, cache in (("no cache", FeatureCache(0)), ("cold", FeatureCache())):
@@ -254,10 +251,6 @@ def bench(opts: BenchOptions) -> dict[str, Any]:
         "env": describe_environment(device, opts.dtype, opts.batch_size, opts.seed),
         "command": opts.command,
     }
-    if opts.out is not None:
-        from .results import write_json_atomic
-
-        write_json_atomic(Path(opts.out), record)
     return record
 
 

@@ -82,8 +82,7 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
 @cli.command("bench")
 @click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
-@click.option("--preset", type=click.Choice(["marco-paper"]),
-              help="A published timing protocol (marco-paper: MARCO Table 12, 840 px, one pair per batch).")
+@click.option("--preset", help="A published timing protocol (marco-paper: MARCO Table 12, 840 px, one pair per batch).")
 @click.option("--resolution", type=click.IntRange(min=1), help="Input resolution (the method's `resolution` option).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Pairs per batch.")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"]),
@@ -97,7 +96,7 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
 @click.option("--benchmark", "-b", default="synthetic", show_default=True, help="Where the timed images come from.")
 @click.option("--data-root", type=click.Path(path_type=Path),
               help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
-@click.option("--no-download", is_flag=True, help="Never download missing data or weights' datasets.")
+@click.option("--no-download", is_flag=True, help="Never download missing benchmark data; say what to fetch instead.")
 @click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),
               help="Writes <out>/bench/<method>/<device>-<dtype>-<resolution>px-b<batch>.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of the table.")

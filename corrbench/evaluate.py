@@ -90,6 +90,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously; a timer must not stop before them)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def method_name(reference: str, cls: type) -> str:
     """The name results record: the registry name, or the class name for ``file.py:Class`` references."""
     return cls.__name__ if is_file_reference(reference) else reference

@@ -318,20 +318,16 @@ class StageTimer:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def _sync(self) -> None:
-        import torch
-        
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        self._sync()
+        from .evaluate import synchronize
+
+        synchronize(self.device)
         started = time.perf_counter()
         try:
             yield
         finally:
-            self._sync()
+            synchronize(self.device)
             self.seconds[name] += time.perf_counter() - started
 
 
@@ -726,12 +722,6 @@ def _number(value: Any) -> float:
     return float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
 
 
-def _sync(device: torch.device) -> None:
-    import torch
-    
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
 
 class _Run:
     """The state of one training run in this process (kept together so the loop reads top to bottom)."""
@@ -742,11 +732,11 @@ class _Run:
         from .data_root import resolve_data_root
         from .datasets import make_adapter
         from .evaluate import method_name
+        from .precision import check_dtype
         from .registry import BENCHMARKS, METHODS
         from .train_data import TrainingPairs
 
-        if opts.dtype not in TRAIN_DTYPES:
-            raise ConfigError(f"training dtype {opts.dtype!r} is not supported", hint=f"use one of {', '.join(TRAIN_DTYPES)}")
+        check_dtype(opts.dtype, TRAIN_DTYPES)
         if opts.max_steps is not None and opts.max_steps < 1:
             raise ConfigError("--max-steps must be a positive integer")
         self.opts = opts
@@ -840,6 +830,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     from torch.nn.parallel import DistributedDataParallel
     from tqdm.auto import tqdm
 
+    from .evaluate import synchronize
     from .precision import LossScaling, autocast
     from .results import write_json_atomic
     from .train_data import EpochBatches, collate_training
@@ -985,13 +976,13 @@ def train(opts: TrainOptions) -> TrainOutcome:
                 break
             started = time.perf_counter()
             batch = next(batches).to(device, non_blocking=True)
-            _sync(device)
+            synchronize(device)
             data_seconds = time.perf_counter() - started
 
             started = time.perf_counter()
             with autocast(device, opts.dtype):
                 out = trainer.training_step(batch, step, epoch)
-            _sync(device)
+            synchronize(device)
             step_seconds = time.perf_counter() - started
             if not isinstance(out, StepOutput):
                 raise TrainingError(f"{type(trainer).__name__}.training_step returned {type(out).__name__}, not StepOutput")
@@ -1001,7 +992,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             scaling.backward(out.loss)
-            _sync(device)
+            synchronize(device)
             backward_seconds = time.perf_counter() - started
 
             started = time.perf_counter()
@@ -1010,7 +1001,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
                          if recipe.clip_grad_norm is not None else None)
             stepped = scaling.step(optimizer)  # False only in fp16, when the gradients overflowed
             hooks = dict(trainer.on_optimizer_step(step))
-            _sync(device)
+            synchronize(device)
             optimizer_seconds = time.perf_counter() - started
 
             names = ["loss", *out.losses]

@@ -56,8 +56,8 @@ def closed_port_url(name: str = "data.zip") -> str:
 
 def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
+        def log_message(self, *args) -> None:
+            """Silenced: keeps pytest's output clean."""
 
         def do_GET(self) -> None:
             range_header = self.headers.get("Range")

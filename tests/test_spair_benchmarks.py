@@ -107,7 +107,7 @@ def test_spair71k_declares_the_official_archive(tmp_path):
 
 def test_layout_subclasses_do_not_inherit_spair71k_facts():
     class OtherData(SPairLayout):
-        pass
+        """A layout that declares nothing of its own."""
 
     assert OtherData.sources == () and SPairU.sources[0] is SPairLayout.sources[0]
     assert OtherData.segmentation_labels == {} and SPairU.segmentation_labels["cat"] == 8

@@ -21,6 +21,7 @@ import torch
 from corrbench.benchmarks.perf.mining_loops import loop_mine_matches
 from corrbench.benchmarks.perf.mining_pair import make_mining_pair
 from corrbench.environment import device_name
+from corrbench.evaluate import synchronize
 from corrbench.methods.marco.flow_anchoring import mine_matches
 
 STEPS = ("mutual_matches", "dense_flow", "clustering", "anchoring_and_sampling")
@@ -41,12 +42,10 @@ def timed(fn, repeats: int, device: torch.device) -> tuple[list[float], dict[str
     fn(0)  # warm-up
     totals, steps, result = [], {}, None
     for r in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         result = fn(r)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         totals.append((time.perf_counter() - started) * 1000)
         for name, ms in result.timings_ms.items():
             steps.setdefault(name, []).append(ms)
