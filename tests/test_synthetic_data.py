@@ -457,3 +457,27 @@ def test_default_dataset(tmp_path):
     assert 0 < counts["pairs"]["val"] <= 5 * 6 and counts["extra_pairs"] > 0
     sizes = {sp: len(manifest["splits"][sp]["bird"]) for sp in SPLITS}
     assert sizes == {"trn": 6, "val": 2, "test": 4}
+
+
+def test_the_adapter_generates_with_its_options_and_refuses_a_dataset_made_with_others(tmp_path):
+    from corrbench.datasets.synthetic_adapter import SyntheticDataset
+
+    root = tmp_path / "corrbench-synthetic"
+    SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
+    recorded = load(root / "synthetic_manifest.json")["arguments"]
+    assert recorded == {"images_per_category": 8, "pairs_per_category": {"trn": 10, "val": 2, "test": 8}}
+    SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)  # the same arguments: accepted as is
+
+    # Same seed and version but another size: a different benchmark, which must not pass for this one.
+    with pytest.raises(DataError) as caught:
+        SyntheticDataset(root, seed=3).prepare(progress=False)
+    message = str(caught.value)
+    assert "synthetic_manifest.json" in message and "images_per_category 8 (needs 12)" in message
+    assert "pairs_per_category" in message and "delete" in caught.value.hint
+    with pytest.raises(DataError, match=r"seed 3 \(needs 4\)"):
+        SyntheticDataset(root, seed=4, **SMALL).prepare(progress=False)
+    # a split left out keeps the generator's default, so the request is compared in full
+    with pytest.raises(DataError, match="pairs_per_category"):
+        SyntheticDataset(root, seed=3, images_per_category=8, pairs_per_category={"trn": 10}).prepare(progress=False)
+    with pytest.raises(ConfigError, match="images_per_category must be an integer >= 6"):
+        SyntheticDataset(root, seed=3, images_per_category=2)

@@ -66,7 +66,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["GENERATOR_VERSION", "CATEGORIES", "category_keypoints", "generate_synthetic"]
+__all__ = ["GENERATOR_VERSION", "CATEGORIES", "category_keypoints", "check_generation_arguments", "generate_synthetic"]
 
 GENERATOR_VERSION: int = 1  # bump whenever the output bytes for a given seed and arguments would change
 
@@ -1068,7 +1068,7 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _check_arguments(seed, images_per_category, pairs_per_category) -> dict[str, int]:
+def check_generation_arguments(seed, images_per_category, pairs_per_category) -> dict[str, int]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"synthetic seed must be a non-negative integer, got {seed!r}")
     if isinstance(images_per_category, bool) or not isinstance(images_per_category, (int, np.integer)) \
@@ -1105,7 +1105,7 @@ def generate_synthetic(root: Path, *, seed: int = 0, images_per_category: int = 
     ``extra_pairs``, ``files``) and ``sha256``: the SHA-256 over every other written file, taken in sorted
     relative-path order as ``path NUL size NUL bytes``.
     """
-    pairs_wanted = _check_arguments(seed, images_per_category, pairs_per_category)
+    pairs_wanted = check_generation_arguments(seed, images_per_category, pairs_per_category)
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise DataError(

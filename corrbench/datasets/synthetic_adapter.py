@@ -15,16 +15,23 @@ MANIFEST = "synthetic_manifest.json"
 class SyntheticDataset(SPairLayout):
     """SPair-layout reader over a dataset that ``generate_synthetic`` writes when it is missing.
 
-    Options: ``seed`` (the generator seed recorded in the benchmark spec) and the SPair reader's options.
+    Options: the generator arguments recorded in the benchmark spec (``seed``, ``images_per_category``,
+    ``pairs_per_category``: ``{split: pairs}``, splits left out keep the generator's defaults) and the SPair
+    reader's options. An existing dataset must have been generated with exactly these arguments: its
+    manifest is checked, so a folder made with other arguments never silently stands in for the benchmark.
     """
 
     name = "synthetic"
 
-    def __init__(self, root: Path, *, seed: int = 0, **options: Any):
-        from .synthetic import CATEGORIES
+    def __init__(self, root: Path, *, seed: int = 0, images_per_category: int = 12,
+                 pairs_per_category: dict[str, int] | None = None, **options: Any):
+        from .synthetic import CATEGORIES, check_generation_arguments
 
         super().__init__(root, **options)
         self.seed = seed
+        self.images_per_category = images_per_category
+        # the generator's own validation and defaults: one home for both
+        self.pairs_per_category = check_generation_arguments(seed, images_per_category, pairs_per_category)
         # the generator writes each category's 1-based index into Segmentation/
         self.segmentation_labels = {name: i + 1 for i, name in enumerate(CATEGORIES)}
 
@@ -33,7 +40,7 @@ class SyntheticDataset(SPairLayout):
 
     def prepare(self, progress: bool = True, download: bool = True) -> None:
         """Generate the dataset when it is missing (it is made here, never downloaded)."""
-        from .synthetic import GENERATOR_VERSION, generate_synthetic
+        from .synthetic import generate_synthetic
 
         if not self.is_available():
             if self.root.exists() and any(self.root.iterdir()):
@@ -41,13 +48,31 @@ class SyntheticDataset(SPairLayout):
                     f"{self.root} exists but holds no {MANIFEST}: not a complete synthetic dataset",
                     hint=f"delete {self.root} and run again to regenerate it",
                 )
-            generate_synthetic(self.root, seed=self.seed, progress=progress)
+            generate_synthetic(self.root, seed=self.seed, images_per_category=self.images_per_category,
+                               pairs_per_category=self.pairs_per_category, progress=progress)
             return
         manifest = json.loads((self.root / MANIFEST).read_text())
-        found = (manifest.get("generator_version"), manifest.get("seed"))
-        if found != (GENERATOR_VERSION, self.seed):
+        wanted = self._generation()
+        found = {
+            "generator_version": manifest.get("generator_version"),
+            "seed": manifest.get("seed"),
+            **(manifest.get("arguments") or {}),
+        }
+        different = [key for key in wanted if found.get(key) != wanted[key]]
+        if different:
+            listed = "; ".join(f"{key} {found.get(key)!r} (needs {wanted[key]!r})" for key in different)
             raise DataError(
-                f"{self.root} was generated with generator version {found[0]} and seed {found[1]}, "
-                f"but this benchmark needs version {GENERATOR_VERSION} and seed {self.seed}",
+                f"{self.root / MANIFEST} records other generation arguments than this benchmark's: {listed}",
                 hint=f"delete {self.root} and run again to regenerate it",
             )
+
+    def _generation(self) -> dict[str, Any]:
+        """What the manifest must record for this benchmark (version, seed, and the generator's arguments)."""
+        from .synthetic import GENERATOR_VERSION
+
+        return {
+            "generator_version": GENERATOR_VERSION,
+            "seed": self.seed,
+            "images_per_category": self.images_per_category,
+            "pairs_per_category": self.pairs_per_category,
+        }
