@@ -59,7 +59,7 @@ def _marco_method() -> str:
     return "marco"
 
 
-def arguments() -> argparse.Namespace:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="passes over the 120 training pairs")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -71,9 +71,16 @@ def arguments() -> argparse.Namespace:
                         help="ViT-S/14 backbone: random (default, offline), official (DINOv2's file from the torch hub "
                         "cache, downloaded if absent), or a path")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--images-per-category", type=int, default=None,
+                        help="train and test on a larger generated synthetic dataset with this many images per "
+                        "category (default: the synthetic benchmark itself, 12)")
+    parser.add_argument("--train-pairs", type=int, default=160,
+                        help="with --images-per-category: trn pairs per category (test pairs: a fifth of it, >= 12)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop each training run after this many steps")
+    parser.add_argument("--test-pairs", type=int, default=None, help="score only the first N pairs of each test set")
     parser.add_argument("--out", type=Path, default=None, help="run folders (default: a new temporary folder)")
     parser.add_argument("--data-root", type=Path, default=None)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def method_options(args: argparse.Namespace, self_distillation: bool) -> dict[str, str]:
@@ -109,68 +116,124 @@ def step_seconds(run_dir: Path) -> dict[str, float]:
     return {stage: float(np.mean([s.get(stage, 0.0) for s in steps])) for stage in STAGES}
 
 
-def main() -> None:
-    args = arguments()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def benchmark_names(args: argparse.Namespace) -> tuple[str, str]:
+    """``(seen, unseen)`` benchmark names the experiment trains and scores on.
+
+    By default the synthetic benchmark itself. With ``--images-per-category`` a larger dataset from the same
+    generator (seed 0, more images and pairs per category, its own data folder) is registered under its own
+    names, so it never stands in for the benchmark.
+    """
+    if args.images_per_category is None:
+        return "synthetic", "synthetic-unseen"
+    from dataclasses import replace
+
+    from corrbench.benchmarks.synthetic import SYNTHETIC, SYNTHETIC_UNSEEN
+
+    n, trn = args.images_per_category, args.train_pairs
+    test = max(12, trn // 5)
+    size = {"images_per_category": n, "pairs_per_category": {"trn": trn, "val": 6, "test": test}}
+    tag = f"synthetic-i{n}-p{trn}"
+    for spec, name in ((SYNTHETIC, tag), (SYNTHETIC_UNSEEN, f"{tag}-unseen")):
+        if name not in BENCHMARKS:
+            BENCHMARKS.register(name, replace(
+                spec, name=name, data_dir=f"corrbench-{tag}",
+                description=f"{spec.description}; {n} images and {trn} trn / {test} test pairs per category",
+                adapter_options={**spec.adapter_options, **size},
+            ))
+    return tag, f"{tag}-unseen"
+
+
+def run_experiment(args: argparse.Namespace) -> dict:
+    """Train both runs, score them and the initialisation; returns what ``report`` prints."""
     out = args.out or Path(tempfile.mkdtemp(prefix="marco_synthetic_"))
     method = _marco_method()
     data_root = resolve_data_root(args.data_root)
+    seen, unseen = benchmark_names(args)
     test_sets = {}
-    for name in ("synthetic", "synthetic-unseen"):
+    for name in (seen, unseen):
         spec = BENCHMARKS.get(name)
         adapter = make_adapter(spec, data_root)
         adapter.prepare(progress=False)
-        test_sets[name] = (spec, adapter.pairs(spec.split, spec.subset).pairs)
-    trn_pairs = len(make_adapter(test_sets["synthetic"][0], data_root).pairs("trn").pairs)
+        pairs = adapter.pairs(spec.split, spec.subset).pairs
+        test_sets[name] = (spec, pairs[: args.test_pairs] if args.test_pairs else pairs)
+    trn_pairs = len(make_adapter(test_sets[seen][0], data_root).pairs("trn").pairs)
 
-    from corrbench.methods.marco.training import PRESETS
-
-    released = PRESETS["released"]
-    print("MARCO on the synthetic benchmark, CPU (corrbench.benchmarks.marco_synthetic)")
-    print(f"  torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}, out {out}")
-    start, stop = (int(b) for b in args.adapter_blocks.split(","))
-    backbone = f"random init (seed {args.seed})" if args.weights == "random" else f"weights {args.weights}"
-    print(f"  model: DINOv2 ViT-S/14 {backbone}, frozen; adapters in blocks {start}..{stop - 1} "
-          f"of 0..11 (bottleneck 0.5 x 384 = 192, scale 0.1); 2-stage 4x head; canvas {args.resolution} px "
-          "(stretch) for training and inference")
-    print(f"  training: synthetic trn ({trn_pairs} pairs), {args.epochs} epochs x {trn_pairs // args.batch_size} steps, "
-          f"batch {args.batch_size}, {released.optimizer} lr {args.lr:g} (released 1e-4) weight decay "
-          f"{released.weight_decay:g}, clip {released.clip_grad_norm}, sigma 3 -> 1 cosine over the run (paper), "
-          f"EMA 0.99 -> 0.9995 over 90% of 5 epochs (released), flow anchoring: k 7, 300 samples, weight 1, "
-          f"masks: ground-truth segmentation")
-    print(f"  scored on: synthetic test ({len(test_sets['synthetic'][1])} pairs, seen keypoint types) and "
-          f"synthetic-unseen test ({len(test_sets['synthetic-unseen'][1])} pairs, held-out keypoint types); "
-          "PCK per image, bbox threshold, original image frame")
-
-    results, timings = {}, {}
+    results, timings, steps, seconds = {}, {}, {}, {}
     results["initialisation (untrained)"] = score(None, args, test_sets)
     for label, self_distillation in (("marco (self-distillation)", True), ("marco-sup (no self-distillation)", False)):
         started = time.perf_counter()
         outcome = train(TrainOptions(
-            method=method, benchmark="synthetic", options=method_options(args, self_distillation),
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device="cpu", seed=args.seed,
-            out=out / ("sd" if self_distillation else "sup"), data_root=args.data_root, validate=False, progress=False,
+            method=method, benchmark=seen, options=method_options(args, self_distillation),
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps, device="cpu",
+            seed=args.seed, out=out / ("sd" if self_distillation else "sup"), data_root=args.data_root,
+            validate=False, progress=False,
         ))
-        print(f"  trained {label}: {outcome.steps} steps in {time.perf_counter() - started:.0f} s ({outcome.directory})")
+        seconds[label] = time.perf_counter() - started
+        steps[label] = outcome.steps
         results[label] = score(outcome.last_checkpoint, args, test_sets)
         timings[label] = step_seconds(outcome.directory)
+    return {"out": out, "benchmarks": (seen, unseen), "trn_pairs": trn_pairs,
+            "test_pairs": {name: len(pairs) for name, (_, pairs) in test_sets.items()},
+            "pck": results, "step_seconds": timings, "steps": steps, "train_seconds": seconds}
 
-    print("\nPCK (%) on held-out test pairs")
+
+def describe(args: argparse.Namespace, trn_pairs: int, benchmarks: tuple[str, str], test_pairs: dict) -> list[str]:
+    """The header: the model, the recipe and the data, as run."""
+    from corrbench.methods.marco.training import PRESETS
+
+    released = PRESETS["released"]
+    seen, unseen = benchmarks
+    start, stop = (int(b) for b in args.adapter_blocks.split(","))
+    backbone = f"random init (seed {args.seed})" if args.weights == "random" else f"weights {args.weights}"
+    steps = f"{args.epochs} epochs x {trn_pairs // args.batch_size} steps"
+    if args.max_steps:
+        steps += f", at most {args.max_steps} steps"
+    return [
+        "MARCO on the synthetic benchmark, CPU (corrbench.benchmarks.marco_synthetic)",
+        f"  torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}",
+        f"  model: DINOv2 ViT-S/14 {backbone}, frozen; adapters in blocks {start}..{stop - 1} of 0..11 "
+        f"(bottleneck 0.5 x 384 = 192, scale 0.1); 2-stage 4x head; canvas {args.resolution} px (stretch) for "
+        "training and inference",
+        f"  training: {seen} trn ({trn_pairs} pairs), {steps}, batch {args.batch_size}, {released.optimizer} lr "
+        f"{args.lr:g} (released 1e-4) weight decay {released.weight_decay:g}, clip {released.clip_grad_norm}, "
+        "sigma 3 -> 1 cosine over the run (paper), EMA 0.99 -> 0.9995 over 90% of 5 epochs (released), flow "
+        "anchoring: k 7, 300 samples, weight 1, masks: ground-truth segmentation",
+        f"  scored on: {seen} test ({test_pairs[seen]} pairs, seen keypoint types) and {unseen} test "
+        f"({test_pairs[unseen]} pairs, held-out keypoint types); PCK per image, bbox threshold, original image frame",
+    ]
+
+
+def report(outcome: dict) -> list[str]:
+    """The PCK table and the per-stage step times."""
+    seen, unseen = outcome["benchmarks"]
+    lines = ["", "PCK (%) on held-out test pairs"]
     header = f"| {'model':<34} | seen @0.05 | seen @0.1 | unseen @0.05 | unseen @0.1 |"
-    print(header)
-    print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
-    for label, values in results.items():
-        seen, unseen = values["synthetic"], values["synthetic-unseen"]
-        cells = [f"{seen[a]:.1f}" for a in ALPHAS] + [f"{unseen[a]:.1f}" for a in ALPHAS]
-        print(f"| {label:<34} | {cells[0]:>10} | {cells[1]:>9} | {cells[2]:>12} | {cells[3]:>11} |")
+    lines += [header, "|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|"]
+    for label, values in outcome["pck"].items():
+        cells = [f"{values[seen][a]:.1f}" for a in ALPHAS] + [f"{values[unseen][a]:.1f}" for a in ALPHAS]
+        lines.append(f"| {label:<34} | {cells[0]:>10} | {cells[1]:>9} | {cells[2]:>12} | {cells[3]:>11} |")
 
-    print("\nSeconds per training step (mean over steps 2..N)")
+    lines += ["", "Seconds per training step (mean over steps 2..N)"]
     widths = [max(len(stage), 6) for stage in STAGES]
-    print(f"| {'run':<34} | " + " | ".join(f"{s:>{w}}" for s, w in zip(STAGES, widths)) + " |")
-    print("|" + "-" * 36 + "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for label, seconds in timings.items():
-        print(f"| {label:<34} | " + " | ".join(f"{seconds[s]:>{w}.3f}" for s, w in zip(STAGES, widths)) + " |")
+    lines.append(f"| {'run':<34} | " + " | ".join(f"{s:>{w}}" for s, w in zip(STAGES, widths)) + " |")
+    lines.append("|" + "-" * 36 + "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for label, seconds in outcome["step_seconds"].items():
+        lines.append(f"| {label:<34} | " + " | ".join(f"{seconds[s]:>{w}.3f}" for s, w in zip(STAGES, widths)) + " |")
+    lines.append("")
+    for label, steps in outcome["steps"].items():
+        lines.append(f"trained {label}: {steps} steps in {outcome['train_seconds'][label]:.0f} s")
+    lines.append(f"run folders: {outcome['out']}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    outcome = run_experiment(args)
+    print("\n".join(describe(args, outcome["trn_pairs"], outcome["benchmarks"], outcome["test_pairs"])
+                    + report(outcome)))
+    return outcome
 
 
 if __name__ == "__main__":
