@@ -11,7 +11,7 @@ from corrbench.registry import BENCHMARKS
 
 def test_the_script_trains_both_runs_and_reports_pck_and_stage_times(tmp_path, capsys):
     outcome = marco_synthetic.main([
-        "--epochs", "1", "--max-steps", "2", "--batch-size", "2", "--test-pairs", "3",
+        "--epochs", "1", "--max-steps", "2", "--batch-size", "2", "--score-limit", "3",
         "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data"),
     ])
     assert outcome["benchmarks"] == ("synthetic", "synthetic-unseen")
@@ -33,14 +33,14 @@ def test_the_script_trains_both_runs_and_reports_pck_and_stage_times(tmp_path, c
 
 
 def test_a_larger_dataset_gets_its_own_names_folder_and_generation_arguments(tmp_path):
-    args = marco_synthetic.arguments(["--images-per-category", "7", "--train-pairs", "5"])
+    args = marco_synthetic.arguments(["--images-per-category", "7", "--train-pairs", "5", "--test-pairs", "4"])
     seen, unseen = marco_synthetic.benchmark_names(args)
     assert (seen, unseen) == ("synthetic-i7-p5", "synthetic-i7-p5-unseen")
     assert marco_synthetic.benchmark_names(args) == (seen, unseen)  # a second call reuses the registration
     spec = BENCHMARKS.get(seen)
     assert spec.data_dir == "corrbench-synthetic-i7-p5" == BENCHMARKS.get(unseen).data_dir
     assert spec.adapter_options["images_per_category"] == 7
-    assert spec.adapter_options["pairs_per_category"] == {"trn": 5, "val": 6, "test": 12}
+    assert spec.adapter_options["pairs_per_category"] == {"trn": 5, "val": 6, "test": 4}
     assert BENCHMARKS.get("synthetic").data_dir == "corrbench-synthetic"  # the benchmark itself is untouched
     adapter = make_adapter(BENCHMARKS.get(unseen), tmp_path)
     adapter.prepare(progress=False)
