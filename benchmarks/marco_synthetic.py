@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ import torch
 
 from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
+from corrbench.errors import CorrbenchError
 from corrbench.registry import BENCHMARKS, METHODS
 from corrbench.training import TrainOptions, train, validate
 
@@ -138,6 +140,7 @@ def benchmark_names(args: argparse.Namespace) -> tuple[str, str]:
     from corrbench.benchmarks.synthetic import SYNTHETIC, SYNTHETIC_UNSEEN
 
     n, trn, test = args.images_per_category, args.train_pairs, args.test_pairs
+    # val keeps the benchmark's 6 pairs per category: the runs train without validation
     size = {"images_per_category": n, "pairs_per_category": {"trn": trn, "val": 6, "test": test}}
     tag = f"synthetic-i{n}-p{trn}"
     for spec, name in ((SYNTHETIC, tag), (SYNTHETIC_UNSEEN, f"{tag}-unseen")):
@@ -150,10 +153,8 @@ def benchmark_names(args: argparse.Namespace) -> tuple[str, str]:
     return tag, f"{tag}-unseen"
 
 
-def run_experiment(args: argparse.Namespace) -> dict:
-    """Train both runs, score them and the initialisation; returns what ``report`` prints."""
-    out = args.out or Path(tempfile.mkdtemp(prefix="marco_synthetic_"))
-    method = _marco_method()
+def load_test_sets(args: argparse.Namespace) -> dict:
+    """The data the experiment runs on: benchmark names, held-out test pairs and the number of training pairs."""
     data_root = resolve_data_root(args.data_root)
     seen, unseen = benchmark_names(args)
     test_sets = {}
@@ -163,33 +164,44 @@ def run_experiment(args: argparse.Namespace) -> dict:
         adapter.prepare(progress=False)
         pairs = adapter.pairs(spec.split, spec.subset).pairs
         test_sets[name] = (spec, pairs[: args.score_limit] if args.score_limit else pairs)
-    trn_pairs = len(make_adapter(test_sets[seen][0], data_root).pairs("trn").pairs)
+    return {"benchmarks": (seen, unseen), "test_sets": test_sets,
+            "trn_pairs": len(make_adapter(test_sets[seen][0], data_root).pairs("trn").pairs),
+            "test_pairs": {name: len(pairs) for name, (_, pairs) in test_sets.items()}}
 
+
+def run_experiment(args: argparse.Namespace, data: dict, echo=print) -> dict:
+    """Train both runs, score them and the initialisation; ``echo`` says when each run is done.
+
+    Returns ``data`` with what ``report`` prints added.
+    """
+    out = args.out or Path(tempfile.mkdtemp(prefix="marco_synthetic_"))
+    method = _marco_method()
+    seen = data["benchmarks"][0]
     results, timings, steps, seconds = {}, {}, {}, {}
-    results["initialisation (untrained)"] = score(None, args, test_sets)
+    results["initialisation (untrained)"] = score(None, args, data["test_sets"])
     for label, self_distillation in (("marco (self-distillation)", True), ("marco-sup (no self-distillation)", False)):
         started = time.perf_counter()
         outcome = train(TrainOptions(
             method=method, benchmark=seen, options=method_options(args, self_distillation),
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps, device="cpu",
             seed=args.seed, out=out / ("sd" if self_distillation else "sup"), data_root=args.data_root,
-            validate=False, progress=False,
+            validate=False, progress=sys.stderr.isatty(),  # the engine's bars on a terminal, none in logs
         ))
         seconds[label] = time.perf_counter() - started
         steps[label] = outcome.steps
-        results[label] = score(outcome.last_checkpoint, args, test_sets)
+        echo(f"  trained {label}: {steps[label]} steps in {seconds[label]:.0f} s ({outcome.directory})")
+        results[label] = score(outcome.last_checkpoint, args, data["test_sets"])
         timings[label] = step_seconds(outcome.directory)
-    return {"out": out, "benchmarks": (seen, unseen), "trn_pairs": trn_pairs,
-            "test_pairs": {name: len(pairs) for name, (_, pairs) in test_sets.items()},
-            "pck": results, "step_seconds": timings, "steps": steps, "train_seconds": seconds}
+    return {**data, "out": out, "pck": results, "step_seconds": timings, "steps": steps, "train_seconds": seconds}
 
 
-def describe(args: argparse.Namespace, trn_pairs: int, benchmarks: tuple[str, str], test_pairs: dict) -> list[str]:
-    """The header: the model, the recipe and the data, as run."""
+def describe(args: argparse.Namespace, data: dict) -> list[str]:
+    """The header: the model, the recipe and the data, as run (printed before the training starts)."""
     from corrbench.methods.marco.training import PRESETS
 
     released = PRESETS["released"]
-    seen, unseen = benchmarks
+    seen, unseen = data["benchmarks"]
+    trn_pairs, test_pairs = data["trn_pairs"], data["test_pairs"]
     start, stop = (int(b) for b in args.adapter_blocks.split(","))
     backbone = f"random init (seed {args.seed})" if args.weights == "random" else f"weights {args.weights}"
     steps = f"{args.epochs} epochs x {trn_pairs // args.batch_size} steps"
@@ -226,10 +238,6 @@ def report(outcome: dict) -> list[str]:
     lines.append("|" + "-" * 36 + "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for label, seconds in outcome["step_seconds"].items():
         lines.append(f"| {label:<34} | " + " | ".join(f"{seconds[s]:>{w}.3f}" for s, w in zip(STAGES, widths)) + " |")
-    lines.append("")
-    for label, steps in outcome["steps"].items():
-        lines.append(f"trained {label}: {steps} steps in {outcome['train_seconds'][label]:.0f} s")
-    lines.append(f"run folders: {outcome['out']}")
     return lines
 
 
@@ -237,9 +245,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = arguments(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    outcome = run_experiment(args)
-    print("\n".join(describe(args, outcome["trn_pairs"], outcome["benchmarks"], outcome["test_pairs"])
-                    + report(outcome)))
+    try:
+        data = load_test_sets(args)
+        print("\n".join(describe(args, data)), flush=True)
+        outcome = run_experiment(args, data, echo=lambda line: print(line, flush=True))
+    except CorrbenchError as exc:  # bad options or data: the message and its hint, no traceback
+        raise SystemExit(f"Error: {exc}") from None
+    print("\n".join(report(outcome)))
     return outcome
 
 

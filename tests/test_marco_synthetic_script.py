@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from corrbench.benchmarks import marco_synthetic
 from corrbench.datasets import make_adapter
 from corrbench.registry import BENCHMARKS
@@ -30,6 +32,16 @@ def test_the_script_trains_both_runs_and_reports_pck_and_stage_times(tmp_path, c
     printed = capsys.readouterr().out
     assert "PCK (%) on held-out test pairs" in printed and "at most 2 steps" in printed
     assert printed.count("| marco") >= 4  # two PCK rows and two timing rows
+    # the header comes before the training, each run's line as it finishes, the tables last
+    assert printed.index("model: DINOv2 ViT-S/14") < printed.index("trained marco (self-distillation): 2 steps")
+    assert printed.index("trained marco-sup") < printed.index("PCK (%) on held-out test pairs")
+
+
+def test_bad_options_end_with_the_message_and_no_traceback(tmp_path):
+    with pytest.raises(SystemExit) as caught:
+        marco_synthetic.main(["--images-per-category", "3", "--data-root", str(tmp_path)])
+    assert str(caught.value).startswith("Error: images_per_category must be an integer >= 6")
+    assert "hint:" in str(caught.value)
 
 
 def test_a_larger_dataset_gets_its_own_names_folder_and_generation_arguments(tmp_path):

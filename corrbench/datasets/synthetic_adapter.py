@@ -40,7 +40,7 @@ class SyntheticDataset(SPairLayout):
 
     def prepare(self, progress: bool = True, download: bool = True) -> None:
         """Generate the dataset when it is missing (it is made here, never downloaded)."""
-        from .synthetic import generate_synthetic
+        from .synthetic import GENERATOR_VERSION, generate_synthetic
 
         if not self.is_available():
             if self.root.exists() and any(self.root.iterdir()):
@@ -52,7 +52,12 @@ class SyntheticDataset(SPairLayout):
                                pairs_per_category=self.pairs_per_category, progress=progress)
             return
         manifest = json.loads((self.root / MANIFEST).read_text())
-        wanted = self._generation()
+        wanted = {
+            "generator_version": GENERATOR_VERSION,
+            "seed": self.seed,
+            "images_per_category": self.images_per_category,
+            "pairs_per_category": self.pairs_per_category,
+        }
         found = {
             "generator_version": manifest.get("generator_version"),
             "seed": manifest.get("seed"),
@@ -65,14 +70,3 @@ class SyntheticDataset(SPairLayout):
                 f"{self.root / MANIFEST} records other generation arguments than this benchmark's: {listed}",
                 hint=f"delete {self.root} and run again to regenerate it",
             )
-
-    def _generation(self) -> dict[str, Any]:
-        """What the manifest must record for this benchmark (version, seed, and the generator's arguments)."""
-        from .synthetic import GENERATOR_VERSION
-
-        return {
-            "generator_version": GENERATOR_VERSION,
-            "seed": self.seed,
-            "images_per_category": self.images_per_category,
-            "pairs_per_category": self.pairs_per_category,
-        }
