@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n".join(describe(args, data)), flush=True)
         outcome = run_experiment(args, data, echo=lambda line: print(line, flush=True))
     except CorrbenchError as exc:  # bad options or data: the message and its hint, no traceback
-        raise SystemExit(f"Error: {exc}") from None
+        print(f"Error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None  # the exit status `corrbench` gives the same error
     print("\n".join(report(outcome)))
     return outcome
 
