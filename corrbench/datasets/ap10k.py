@@ -27,9 +27,24 @@ both images are scored; PCK-dagger's candidates are the target's visible keypoin
 keypoint visible in both is reported as skipped ("no valid keypoint"; MARCO drops such pairs silently).
 
 Box: COCO ``bbox`` ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``, so the ``bbox`` threshold is
-``max(w, h)``, as GeoAware-SC and MARCO compute it (``max(bbox[2], bbox[3])``). Note that MARCO multiplies it by
-``size / max(W, H)`` while stretching images to a square, which corrbench's ``square:<S>`` frame (per-axis
-scaled box) does not reproduce; the default ``original`` frame measures where GeoAware-SC's uniform resize does.
+``max(w, h)``, as GeoAware-SC and MARCO compute it (``max(bbox[2], bbox[3])``).
+
+Frame: neither reference stretches AP-10K images, so the default ``original`` frame is the one to compare with
+both (``square:<S>`` is a stretch, MARCO's frame for SPair-71k and MP-100, not for AP-10K):
+
+- GeoAware-SC (``utils/utils_dataset.py``): longest side to its resolution, centred padding, keypoints and
+  threshold scaled by the same factor: uniform, so the original frame gives its verdicts.
+- MARCO (``datasets/ap10k.py`` on the base class's ``use_original_imsize=True``; 770 px in
+  ``configs/dataset/ap-10k.yaml``): the longest side is resized to S and the other to
+  ``round(side * S / max(W, H))`` (PIL bilinear); the image is zero-padded at the bottom and right to S x S.
+  The ground truth is scaled per axis by resized / original size and clamped to
+  ``[1e-4, resized side - 1 - 1e-4]``; the threshold is ``max(w, h) * S / max(W, H)``; ``<=``, per image.
+  The long side's factor is exactly ``S / max(W, H)``, the threshold's; the short side's differs from it by at
+  most 0.5 / (resized short side) relatively. So the original frame gives MARCO's verdicts (predictions
+  mapped between the frames by the same per-axis factors) except for a distance within that relative margin
+  of ``alpha * T`` (below 0.1 % for a 770 x 513 image) and for ground truth that MARCO's clamp moves: in the
+  last resized pixel at the right or bottom edge, or within 1e-4 px of the left or top. This bound comes from
+  reading the code; it was not measured on AP-10K.
 
 Training (``trn``) skips argali sheep, black bear and king cheetah, as both reference trainers do.
 
