@@ -634,8 +634,9 @@ def published_crowd_list(data_root: Path, progress: bool = True) -> Path:
     try:
         path = fetch_source(source, data_root, progress=progress)
     except DataError as exc:
-        raise DataError(exc.message, hint=f"{exc.hint}; or build without it: --crowd-list PATH (a copy elsewhere) "
-                                          "or --crowd-rule derived (not the papers' test lists)") from None
+        alternatives = ("or build without downloading it: --crowd-list PATH (a copy elsewhere) or --crowd-rule "
+                        "derived (not the papers' test lists)")
+        raise DataError(exc.message, hint=f"{exc.hint}; {alternatives}" if exc.hint else alternatives) from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != source.sha256:
         raise DataError(f"{path} is not GeoAware-SC's published crowd list (sha256 {digest}, expected "
