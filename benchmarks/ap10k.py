@@ -5,7 +5,7 @@ settings of growing difficulty: two animals of one species, of two species of on
 The pairs are built from the raw download by ``corrbench build-ap10k`` (see
 ``corrbench.datasets.ap10k_build`` for the protocol and where corrbench's deterministic build differs from the
 reference scripts); folders built by GeoAware-SC or MARCO are read as well, and every result records the hash
-of the pair list it scored.
+of the pair list it scored and the crowd rule its folder was built with (the papers': GeoAware-SC's list).
 
 Protocol: threshold = max(w, h) of the target's COCO box, keypoints visible (v > 0) in both images,
 ``<=`` (GeoAware-SC itself uses ``<``), the original image frame, per-image PCK pooled over all pairs (MARCO
@@ -23,7 +23,9 @@ _SOURCE = (
 
 AP10K_INTRA_SPECIES = BenchmarkSpec(
     name="ap10k-intra-species",
-    version=1,
+    # 2: `corrbench build-ap10k` drops the images of GeoAware-SC's published crowd list by default (v1 folders
+    # were built with the derived "more than one annotation" rule, which selects other test images)
+    version=2,
     description="AP-10K animal pairs of one species (test split, bbox threshold, v > 0)",
     dataset="ap10k",
     data_dir="AP-10K",

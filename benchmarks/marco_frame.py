@@ -5,7 +5,10 @@ configs): ground truth scaled per axis and clamped, the threshold from the per-a
 (``frame="square:770"``, see corrbench/protocol.py). corrbench's default ``original`` frame differs from it by
 the unevenness of the stretch, so these variants exist beside the standard benchmarks; everything else (pairs,
 threshold mode, comparison, aggregation) is the same. PF-PASCAL and AP-10K need no variant: MARCO scales them
-uniformly, so the original frame matches up to the rounding of the short side.
+uniformly, so the original frame matches up to the rounding of the short side. For AP-10K (read in MARCO's
+datasets/ap10k.py and dataset.py) that is: longest side to 770 px, zero padding at the bottom and right (no
+stretch), threshold max(w, h) x 770 / max(W, H); MARCO also clamps ground truth to the resized image, which
+moves only points in its last pixel (see corrbench/datasets/ap10k.py).
 """
 
 from dataclasses import replace

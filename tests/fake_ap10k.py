@@ -1,8 +1,8 @@
 """A tiny raw AP-10K download, generated: COCO keypoint files in the release's exact format and small JPEGs.
 
 Five species in three families (names with spaces, as AP-10K's), image ids interleaved across species, and the
-cases the protocol must handle: a crowd image (two annotations, the second without keypoints and in a split
-file merged later, so the first annotation is the one kept), an image
+cases the protocol must handle: a crowd image (on the fixture's crowd list, and with two annotations, the second
+without keypoints and in a split file merged later, so the first annotation is the one kept), an image
 with fewer than 3 visible keypoints, a sparse image (only 3 keypoints visible), an image whose keypoints are all
 v = 1 (visible under ``v>0`` but not under ``v==2``), and a faint one with 5 keypoints at v = 1 (kept, but the
 reference's pair score counts a v = 1 keypoint half, so it pairs with nothing).
@@ -37,7 +37,9 @@ class FakeImage:
     image_id: int
     species: str
     visibility: list[int]  # 17 values in {0, 1, 2}
-    extra_annotations: int = 0  # more animals in the image (a crowd image)
+    extra_annotations: int = 0  # more animals in the image (what the derived crowd rule counts)
+    listed_crowd: bool = False  # on the crowd list (what the default rule, GeoAware-SC's list, drops)
+    extra_keypoints: bool = False  # the other animals are annotated too (separate animals, not a blob)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -83,11 +85,23 @@ class FakeAP10K:
     def by_id(self) -> dict[int, FakeImage]:
         return {image.image_id: image for image in self.images}
 
-    def kept(self, species: str, rules: BuildRules = SMALL_RULES) -> list[FakeImage]:
-        """The species' images that survive the crowd and keypoint filters, by id (independent of the builder)."""
-        return sorted((i for i in self.images if i.species == species and not i.extra_annotations
+    def kept(self, species: str, rules: BuildRules = SMALL_RULES, crowd: str = "list") -> list[FakeImage]:
+        """The species' images that survive the crowd and keypoint filters, by id (independent of the builder).
+
+        ``crowd``: "list" drops the images on the crowd list (the default build), "derived" those with more
+        than one annotation."""
+        def is_crowd(image: FakeImage) -> bool:
+            return image.listed_crowd if crowd == "list" else image.extra_annotations > 0
+
+        return sorted((i for i in self.images if i.species == species and not is_crowd(i)
                        and sum(v > 0 for v in i.visibility) >= rules.min_visible_keypoints),
                       key=lambda i: i.image_id)
+
+    def crowd_list(self) -> str:
+        """The crowd list in the published file's format: 12-digit zero-padded ids, one a line, LF, a final
+        newline, no blank lines, not sorted (the real one follows the authors' directory order)."""
+        ids = sorted((i.image_id for i in self.images if i.listed_crowd), reverse=True)
+        return "".join(f"{image_id:012d}\n" for image_id in ids)
 
 
 def default_dataset() -> FakeAP10K:
@@ -101,7 +115,8 @@ def default_dataset() -> FakeAP10K:
                 counts[species] -= 1
     data = FakeAP10K([FakeImage(i + 1, s, regular_visibility(i + 1)) for i, s in enumerate(order)])
     next_id = len(order) + 1
-    data.images.append(FakeImage(next_id, "cat", regular_visibility(next_id), extra_annotations=1))  # crowd
+    data.images.append(FakeImage(next_id, "cat", regular_visibility(next_id), extra_annotations=1,
+                                 listed_crowd=True))  # crowd by either rule
     data.images.append(FakeImage(next_id + 1, "dog", [2, 2] + [0] * 15))  # too few keypoints
     sparse = next((i for i in reversed(data.images) if i.species == "lion"))
     sparse.visibility = [2, 2, 2] + [0] * 14  # exactly 3 visible: kept, but pairs only with some partners
@@ -134,8 +149,9 @@ def write_raw(raw: Path, data: FakeAP10K | None = None) -> FakeAP10K:
         for extra in range(image.extra_annotations):  # another animal, in a split file merged later (or the same)
             other = files[SPLIT_FILES[min(image.image_id % 3 + 1 + extra, 2)]]
             second = image.annotation(annotation_id)
-            second["keypoints"] = [0] * 51
-            second["num_keypoints"] = 0
+            if not image.extra_keypoints:
+                second["keypoints"] = [0] * 51
+                second["num_keypoints"] = 0
             other["annotations"].append(second)
             annotation_id += 1
         colour = (image.image_id * 37 % 256, image.image_id * 91 % 256, 128)
@@ -153,6 +169,20 @@ def many_images_of_one_species(count: int, species: str = "cat") -> FakeAP10K:
     others = [s for s in CATEGORY_IDS if s != species]
     images += [FakeImage(count + 1 + i, s, regular_visibility(count + 1 + i)) for i, s in enumerate(others)]
     return FakeAP10K(images)
+
+
+def crowd_rules_disagree() -> FakeAP10K:
+    """Where the published list and the derived rule part ways, as on the real annotations: cats 1-8 are
+    regular; cat 20 shows two separate animals (two annotated instances) but is not on the list; cat 21 is on
+    the list with a single annotation; cat 22 is crowd by both rules. With 3 test images per species, the list
+    rule's cat test list is 7, 8, 20 and the derived rule's 7, 8, 21."""
+    data = many_images_of_one_species(8)
+    data.images += [
+        FakeImage(20, "cat", regular_visibility(20), extra_annotations=1, extra_keypoints=True),
+        FakeImage(21, "cat", regular_visibility(21), listed_crowd=True),
+        FakeImage(22, "cat", regular_visibility(22), extra_annotations=1, listed_crowd=True),
+    ]
+    return data
 
 
 def rewrite_pair_paths(dataset: Path, style: str) -> None:

@@ -3,6 +3,8 @@
     with FakeServer(folder) as server:
         url = server.url("data.zip")
         server.cut_after = 100     # send the full Content-Length, then close after 100 bytes of body
+        server.send_length = False # no Content-Length: the body ends when the connection closes, so a cut
+                                   # body looks complete to the client (a truncated download nobody notices)
         server.ignore_range = True # answer Range requests with 200 and the whole file
         server.delay = 2.0         # wait this long before answering (timeouts)
         server.requests            # [(path, Range header or None), ...] of every request received
@@ -22,6 +24,7 @@ class FakeServer:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.cut_after: int | None = None
+        self.send_length = True
         self.ignore_range = False
         self.delay = 0.0
         self.requests: list[tuple[str, str | None]] = []
@@ -82,7 +85,10 @@ def _handler_for(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             payload = body[start:]
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(payload)))
+            if server.send_length:
+                self.send_header("Content-Length", str(len(payload)))
+            else:
+                self.close_connection = True
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.end_headers()

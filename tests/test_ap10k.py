@@ -4,9 +4,14 @@ Fixtures are generated raw AP-10K downloads (``fake_ap10k``); expectations are w
 description, never from the code under test.
 """
 
+import hashlib
 import json
+import logging
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -15,13 +20,16 @@ import pytest
 from click.testing import CliRunner
 
 import fake_ap10k
+from fake_server import FakeServer, closed_port_url
 from offset_matcher import OFFSET_MATCHER
+from corrbench.datasets import ap10k_build
 from corrbench.datasets.ap10k import AP10K
 from corrbench.datasets.ap10k_build import (
     DRIVE_ID,
     KEYPOINT_NAMES,
     build_ap10k,
     build_ap10k_command,
+    crowd_rule_of,
     split_species,
 )
 from corrbench.errors import ConfigError, DataError
@@ -32,13 +40,42 @@ SETTINGS = {"ap10k-intra-species": "test", "ap10k-cross-species": "test_cross_sp
             "ap10k-cross-family": "test_cross_family"}
 
 
+@contextmanager
+def serving_crowd_list(data: fake_ap10k.FakeAP10K, source=None):
+    """Stand in for GeoAware-SC's server: serve ``data``'s crowd list on loopback and pin CROWD_LIST_SOURCE to
+    it (its URL, size and sha256), so that a default build downloads it as it would the real one."""
+    with tempfile.TemporaryDirectory() as folder, FakeServer(Path(folder)) as server, \
+            pytest.MonkeyPatch.context() as patch:
+        listed = Path(folder) / "ap-10k_is_crowd.txt"
+        listed.write_text(data.crowd_list(), newline="\n")
+        for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            patch.delenv(var, raising=False)
+        pinned = replace(ap10k_build.CROWD_LIST_SOURCE, url=server.url(listed.name), size=listed.stat().st_size,
+                         sha256=hashlib.sha256(listed.read_bytes()).hexdigest())
+        patch.setattr(ap10k_build, "CROWD_LIST_SOURCE", source or pinned)
+        yield server
+
+
+@pytest.fixture(scope="module", autouse=True)
+def published_list():
+    """The default fixture's crowd list is "published" in every test (tests of other fixtures nest their own);
+    one server for the module, so that builds record the same list URL."""
+    with serving_crowd_list(fake_ap10k.default_dataset()) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, published_list):
     """(data root, fake dataset, manifest): the default fixture built with the small rules."""
     base = tmp_path_factory.mktemp("ap10k")
     data = fake_ap10k.write_raw(base / "raw")
     manifest = build_ap10k(base / "raw", base / "data" / "AP-10K", progress=False, rules=fake_ap10k.SMALL_RULES)
     return base / "data", data, manifest
+
+
+def _entries(folder: Path) -> list[str]:
+    """What a build left in ``folder``, besides the crowd list it downloaded there (and its download record)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in (".downloads", "ap-10k_is_crowd.txt"))
 
 
 def _copy_build(built, tmp_path) -> Path:
@@ -81,7 +118,9 @@ def test_last_30_test_previous_20_val_rest_train(count, sizes):
 def test_default_rules_split_a_species_by_image_id(tmp_path):
     data = fake_ap10k.many_images_of_one_species(55)
     fake_ap10k.write_raw(tmp_path / "raw", data)
-    manifest = build_ap10k(tmp_path / "raw", tmp_path / "AP-10K", progress=False)
+    with serving_crowd_list(data):  # no image on its list: an empty file
+        manifest = build_ap10k(tmp_path / "raw", tmp_path / "AP-10K", progress=False)
+    assert manifest["crowd"]["ids"] == 0
     folder = tmp_path / "AP-10K" / "ImageAnnotation" / "Felidae" / "cat"
 
     def ids(name):
@@ -210,7 +249,7 @@ def test_building_twice_gives_byte_identical_output(built, tmp_path):
     assert again == built[2]
     build_ap10k(built[0].parent / "raw", tmp_path / "AP-10K", progress=False, rules=fake_ap10k.SMALL_RULES)
     assert _tree(tmp_path / "AP-10K") == first  # rebuilt in place, atomically
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["AP-10K"]  # no temporary folder left behind
+    assert _entries(tmp_path) == ["AP-10K"]  # no temporary folder left behind
 
 
 def test_another_seed_changes_the_sampled_pairs_only(built, tmp_path):
@@ -221,18 +260,20 @@ def test_another_seed_changes_the_sampled_pairs_only(built, tmp_path):
     assert all((tmp_path / p).read_text() == (built[0] / p).read_text() for p in lists) and lists
 
 
-def test_crowd_list_replaces_the_derived_rule(built, tmp_path):
+def test_another_crowd_list_is_used_recorded_and_warned_about(built, tmp_path, caplog):
     data = built[1]
     crowd = next(i for i in data.images if i.extra_annotations)
     listed = next(i for i in data.kept("dog"))
     (tmp_path / "crowd.txt").write_text(f"{listed.image_id:012d}\n\n")
     manifest = build_ap10k(built[0].parent / "raw", tmp_path / "AP-10K", progress=False,
                            rules=fake_ap10k.SMALL_RULES, crowd_list=tmp_path / "crowd.txt")
-    assert manifest["crowd"]["rule"] == "list" and manifest["crowd"]["ids"] == 1
+    assert manifest["crowd"]["rule"] == "other-list" and manifest["crowd"]["ids"] == 1
+    assert manifest["crowd"]["source"] == str(tmp_path / "crowd.txt")
     assert manifest["crowd"]["agreement"] == {"listed_and_derived": 0, "listed_only": 1, "derived_only": 1}
     folder = tmp_path / "AP-10K" / "ImageAnnotation"
     lists = "".join(p.read_text() for p in folder.rglob("*_filtered.txt"))
     assert f"{listed.image_id:012d}" not in lists and f"{crowd.image_id:012d}" in lists
+    assert "not GeoAware-SC's published list" in caplog.text and "crowd.txt" in caplog.text
 
 
 def test_path_prefix_writes_paths_the_reference_loaders_open(built, tmp_path):
@@ -250,6 +291,121 @@ def test_malformed_crowd_list_names_the_line(built, tmp_path):
     (tmp_path / "crowd.txt").write_text("000000000001\nnot-an-id\n")
     with pytest.raises(DataError, match=r"crowd\.txt, line 2: 'not-an-id' is not an image id"):
         build_ap10k(built[0].parent / "raw", tmp_path / "AP-10K", progress=False, crowd_list=tmp_path / "crowd.txt")
+
+
+# ------------------------------------------------------------------------------------------ crowd rules
+
+
+def _split_ids(dataset: Path, family: str, species: str) -> dict[str, list[int]]:
+    folder = dataset / "ImageAnnotation" / family / species
+    return {name.split("_")[0]: [int(Path(line).stem) for line in (folder / name).read_text().splitlines()]
+            for name in ("train_filtered.txt", "val_filtered.txt", "test_filtered.txt")}
+
+
+@pytest.fixture
+def disagreeing(tmp_path):
+    """A raw download where the two crowd rules disagree both ways (see fake_ap10k.crowd_rules_disagree)."""
+    data = fake_ap10k.crowd_rules_disagree()
+    fake_ap10k.write_raw(tmp_path / "raw", data)
+    with serving_crowd_list(data) as server:
+        yield tmp_path, data, server
+
+
+def test_default_build_drops_the_published_list_images_as_the_papers_builds(disagreeing, caplog):
+    """Without options: the list is downloaded (here from the stand-in server) and its images dropped, so the
+    test lists are the reference scripts' (the image with two animals stays, the listed single one goes)."""
+    tmp_path, data, server = disagreeing
+    manifest = build_ap10k(tmp_path / "raw", tmp_path / "data" / "AP-10K", progress=False,
+                           rules=fake_ap10k.SMALL_RULES)
+    assert _split_ids(tmp_path / "data" / "AP-10K", "Felidae", "cat") == {
+        "train": [1, 2, 3, 4], "val": [5, 6], "test": [7, 8, 20]}
+    assert [i.image_id for i in data.kept("cat")] == [1, 2, 3, 4, 5, 6, 7, 8, 20]
+    crowd = manifest["crowd"]
+    assert crowd["rule"] == "published-list" and crowd["source"] == ap10k_build.CROWD_LIST_SOURCE.url
+    assert crowd["ids"] == 2 and crowd["list_sha256"] == ap10k_build.CROWD_LIST_SOURCE.sha256
+    assert crowd["agreement"] == {"listed_and_derived": 1, "listed_only": 1, "derived_only": 1}
+    assert [path for path, _ in server.requests] == ["/ap-10k_is_crowd.txt"]
+    assert (tmp_path / "data" / "ap-10k_is_crowd.txt").read_text() == data.crowd_list()
+    listed = json.loads((tmp_path / "data" / "AP-10K" / "ImageAnnotation/Felidae/cat/000000000021.json").read_text())
+    assert listed["is_crowd"] == 1
+    assert "warning" not in caplog.text
+    again = build_ap10k(tmp_path / "raw", tmp_path / "data" / "again", progress=False, rules=fake_ap10k.SMALL_RULES)
+    assert again["pair_list_sha256"] == manifest["pair_list_sha256"] and len(server.requests) == 1  # kept
+
+
+def test_derived_rule_is_explicit_gives_other_test_lists_and_warns(disagreeing, caplog):
+    tmp_path, data, server = disagreeing
+    manifest = build_ap10k(tmp_path / "raw", tmp_path / "data" / "AP-10K", progress=False,
+                           rules=fake_ap10k.SMALL_RULES, crowd_rule="derived")
+    assert _split_ids(tmp_path / "data" / "AP-10K", "Felidae", "cat") == {
+        "train": [1, 2, 3, 4], "val": [5, 6], "test": [7, 8, 21]}
+    assert [i.image_id for i in data.kept("cat", crowd="derived")] == [1, 2, 3, 4, 5, 6, 7, 8, 21]
+    assert manifest["crowd"]["rule"] == "derived" and manifest["crowd"]["ids"] == 2
+    assert server.requests == []  # the list is not needed
+    assert "AP-10K crowd images were derived from the annotations" in caplog.text
+    assert "differ from those of GeoAware-SC, MARCO and the papers" in caplog.text
+    with pytest.raises(ConfigError, match="exclude each other"):
+        build_ap10k(tmp_path / "raw", tmp_path / "x", crowd_rule="derived", crowd_list=tmp_path / "list.txt")
+    with pytest.raises(ConfigError, match="unknown crowd rule 'multi'"):
+        build_ap10k(tmp_path / "raw", tmp_path / "x", crowd_rule="multi")
+
+
+def test_published_list_given_as_a_file_builds_the_same(disagreeing):
+    tmp_path, data, server = disagreeing
+    (tmp_path / "copy.txt").write_text(data.crowd_list())
+    first = build_ap10k(tmp_path / "raw", tmp_path / "a" / "AP-10K", progress=False, rules=fake_ap10k.SMALL_RULES)
+    second = build_ap10k(tmp_path / "raw", tmp_path / "b" / "AP-10K", progress=False, rules=fake_ap10k.SMALL_RULES,
+                         crowd_list=tmp_path / "copy.txt")
+    assert second["crowd"]["rule"] == "published-list" and second["crowd"]["source"] == str(tmp_path / "copy.txt")
+    assert second["pair_list_sha256"] == first["pair_list_sha256"]
+    assert _split_ids(tmp_path / "b" / "AP-10K", "Felidae", "cat") == _split_ids(tmp_path / "a" / "AP-10K",
+                                                                               "Felidae", "cat")
+
+
+def test_a_changed_copy_of_the_published_list_is_refused(disagreeing):
+    tmp_path, data, _ = disagreeing
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ap-10k_is_crowd.txt").write_text("000000000021\n")  # edited by hand
+    with pytest.raises(DataError, match="is not GeoAware-SC's published crowd list") as failure:
+        build_ap10k(tmp_path / "raw", tmp_path / "data" / "AP-10K", progress=False)
+    assert "--crowd-list" in failure.value.hint
+
+
+def test_offline_build_says_where_the_list_goes_and_the_alternatives(tmp_path):
+    fake_ap10k.write_raw(tmp_path / "raw")
+    offline = replace(ap10k_build.CROWD_LIST_SOURCE, url=closed_port_url("ap-10k_is_crowd.txt"))
+    with serving_crowd_list(fake_ap10k.default_dataset(), source=offline):
+        with pytest.raises(DataError, match="could not download .*ap-10k_is_crowd.txt") as failure:
+            build_ap10k(tmp_path / "raw", tmp_path / "data" / "AP-10K", progress=False)
+    hint = failure.value.hint
+    assert str(tmp_path / "data" / ".downloads" / "ap-10k_is_crowd.txt") in hint
+    assert "--crowd-list PATH" in hint and "--crowd-rule derived" in hint
+    assert not (tmp_path / "data" / "AP-10K").exists()
+
+
+def test_the_crowd_rule_of_older_manifests():
+    pinned = ap10k_build.CROWD_LIST_SOURCE.sha256
+    assert crowd_rule_of({"crowd": {"rule": "derived: more than one annotation in the merged split1 files, or "
+                                            "iscrowd = 1"}}) == "derived"
+    assert crowd_rule_of({"crowd": {"rule": "list", "list_sha256": pinned}}) == "published-list"
+    assert crowd_rule_of({"crowd": {"rule": "list", "list_sha256": "0" * 64}}) == "other-list"
+    assert crowd_rule_of(None) == "not recorded" and crowd_rule_of({"seed": 42}) == "not recorded"
+
+
+def test_results_record_the_crowd_rule_and_warn_when_it_is_not_the_list(disagreeing, caplog):
+    tmp_path, _, _ = disagreeing
+    for rule, recorded in (("list", "published-list"), ("derived", "derived")):
+        root = tmp_path / rule
+        manifest = build_ap10k(tmp_path / "raw", root / "AP-10K", progress=False, rules=fake_ap10k.SMALL_RULES,
+                               crowd_rule=rule)
+        caplog.clear()
+        result = run(RunOptions(method="oracle", benchmark="ap10k-intra-species", data_root=root,
+                                out=tmp_path / "results", progress=False, download=False)).result
+        data = result["benchmark"]["data"]
+        assert data["crowd_rule"] == recorded and data["pair_list_sha256"] == manifest["pair_list_sha256"]
+        assert data["seed"] == 42
+        assert ("derived from the annotations" in caplog.text) == (rule == "derived")
+        assert all(r.levelno == logging.WARNING for r in caplog.records if "crowd" in r.getMessage())
 
 
 # ------------------------------------------------------------------------------------ malformed raw input
@@ -290,7 +446,7 @@ def test_missing_image_is_an_error_and_an_old_build_survives(raw, tmp_path, buil
     with pytest.raises(DataError, match=r"1 annotated AP-10K image\(s\) missing .*000000000007\.jpg"):
         build_ap10k(raw, target, progress=False)
     assert _tree(target) == before
-    assert sorted(p.name for p in target.parent.iterdir()) == ["AP-10K"]
+    assert _entries(target.parent) == ["AP-10K"]
 
 
 def test_missing_download_says_where_to_get_it(tmp_path):
@@ -344,6 +500,7 @@ def test_reads_folders_written_by_the_reference_scripts(built, tmp_path, style):
     sample = json.loads(next((target / "PairAnnotation" / "test").glob("*.json")).read_text())
     assert sample["src_json_path"].startswith("data/ap-10k/" if style == "geoaware" else "/home/someone/")
     assert _read_all(target) == expected and expected[("intra-species", "test")]
+    assert AP10K(target).pairs("test").notes == {"crowd_rule": "not recorded"}
 
 
 def test_visibility_rules(built):
@@ -431,9 +588,21 @@ def test_build_command_builds_and_prints_statistics(tmp_path):
     result = CliRunner().invoke(build_ap10k_command, ["--data-root", str(tmp_path / "data"), "-q", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "5 species in 3 families" in result.output and "pair list sha256" in result.output
+    assert "crowd images: published-list (1 ids, sha256" in result.output
     assert "intra-species" in result.output and "(seed 3)" in result.output
     manifest = json.loads((tmp_path / "data" / "AP-10K" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["rules"]["test_per_species"] == 30
+
+
+def test_build_command_crowd_options(tmp_path):
+    fake_ap10k.write_raw(tmp_path / "data" / "AP-10K-raw")
+    base = ["--data-root", str(tmp_path / "data"), "-q"]
+    result = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-rule", "derived"])
+    assert result.exit_code == 0, result.output
+    assert "crowd images: derived (1 ids)" in result.output
+    assert json.loads((tmp_path / "data" / "AP-10K" / "manifest.json").read_text())["crowd"]["rule"] == "derived"
+    result = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-rule", "everything"])
+    assert result.exit_code == 2 and "'everything' is not one of 'list', 'derived'" in result.output
 
 
 def test_builder_module_does_not_import_torch():

@@ -110,7 +110,7 @@ def test_file_source_is_placed_at_provides(served, data_root):
     source = source_for(served, "pairs.csv", "Toy/lists/test_pairs.csv", kind="file")
     assert fetch_source(source, data_root, progress=False) == data_root / "Toy/lists/test_pairs.csv"
     assert (data_root / "Toy/lists/test_pairs.csv").read_bytes() == (served.folder / "pairs.csv").read_bytes()
-    assert (data_root / ".downloads" / "pairs.csv.json").exists()
+    assert json.loads((data_root / ".downloads" / "pairs.csv.json").read_text())["checked"] == "placed"
     assert leftovers(data_root) == []
 
 
@@ -184,7 +184,65 @@ def test_tampered_archive_fails_against_the_record(served, data_root):
     with pytest.raises(DataError) as failure:
         fetch_source(source, data_root, progress=False)
     assert recorded in str(failure.value) and "toy.zip.json" in str(failure.value)
+    assert "first extracted here" in str(failure.value)
+    # both ways out, each with its condition: keep the new copy (drop the record) or download again
+    record = data_root / ".downloads" / "toy.zip.json"
+    assert f"if {downloaded} is the copy you want" in failure.value.hint and f"delete {record}" in failure.value.hint
+    assert f"otherwise delete {downloaded}" in failure.value.hint
     assert len(served.requests) == 1
+
+
+def test_truncated_download_is_never_recorded_so_a_complete_copy_is_then_accepted(served, data_root):
+    """A server that sends no Content-Length and drops the connection: the cut copy looks complete. It must
+    not become the reference that the complete archive, saved by hand afterwards, is checked against."""
+    archive = write_tar_gz(served.folder / "toy.tar.gz", {"Toy/readme.txt": b"toy\n",
+                                                          "Toy/sub/data.bin": os.urandom(200_000)})
+    source = source_for(served, "toy.tar.gz", "Toy/sub/data.bin")
+    downloaded, record = data_root / ".downloads" / "toy.tar.gz", data_root / ".downloads" / "toy.tar.gz.json"
+    served.send_length, served.cut_after = False, archive.stat().st_size // 2
+
+    with pytest.raises(DataError, match="is not a readable archive") as failure:
+        fetch_source(source, data_root, progress=False)
+    assert downloaded.stat().st_size == archive.stat().st_size // 2  # nothing told the client it was cut
+    assert not record.exists()
+    assert f"delete {downloaded} and run again" in failure.value.hint and str(record) not in failure.value.hint
+    assert not (data_root / "Toy").exists() and leftovers(data_root) == []
+
+    shutil.copyfile(archive, downloaded)  # what the hint says: a complete copy, saved by hand
+    fetch_source(source, data_root, progress=False)
+    assert (data_root / "Toy/sub/data.bin").stat().st_size == 200_000
+    written = json.loads(record.read_text())
+    assert (written["size"], written["sha256"]) == (archive.stat().st_size, sha256(archive))
+    assert written["checked"] == "extracted" and len(served.requests) == 1
+
+
+def test_record_of_an_older_version_is_not_trusted_blindly(served, data_root):
+    """Older versions recorded a download before extracting it; a mismatch against such a record must not tell
+    the user to delete the complete copy only."""
+    archive = write_tar_gz(served.folder / "toy.tar.gz", MEMBERS)
+    (data_root / ".downloads").mkdir()
+    downloaded, record = data_root / ".downloads" / "toy.tar.gz", data_root / ".downloads" / "toy.tar.gz.json"
+    shutil.copyfile(archive, downloaded)
+    record.write_text(json.dumps({"url": served.url("toy.tar.gz"), "filename": "toy.tar.gz", "size": 12,
+                                  "sha256": "0" * 64, "downloaded_at": "2026-01-01T00:00:00+00:00"}))
+    source = source_for(served, "toy.tar.gz", "Toy/sub/data.bin")
+    with pytest.raises(DataError, match=f"size is {archive.stat().st_size}, expected 12 .*older corrbench") as failure:
+        fetch_source(source, data_root, progress=False)
+    assert f"if {downloaded} is a complete copy, delete {record}" in failure.value.hint
+    record.unlink()
+    fetch_source(source, data_root, progress=False)
+    assert json.loads(record.read_text())["size"] == archive.stat().st_size
+
+
+def test_unreadable_archive_matching_an_old_record_names_both_files(served, data_root):
+    (data_root / ".downloads").mkdir()
+    broken = data_root / ".downloads" / "toy.zip"
+    broken.write_bytes(b"PK\x03\x04 cut short")
+    record = data_root / ".downloads" / "toy.zip.json"
+    record.write_text(json.dumps({"size": broken.stat().st_size, "sha256": sha256(broken)}))
+    with pytest.raises(DataError, match="not a readable archive") as failure:
+        fetch_source(source_for(served, "toy.zip", "Toy"), data_root, progress=False)
+    assert f"delete {broken} and {record}" in failure.value.hint
 
 
 def test_path_traversal_member_is_refused(served, data_root):

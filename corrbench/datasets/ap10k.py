@@ -27,16 +27,37 @@ both images are scored; PCK-dagger's candidates are the target's visible keypoin
 keypoint visible in both is reported as skipped ("no valid keypoint"; MARCO drops such pairs silently).
 
 Box: COCO ``bbox`` ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``, so the ``bbox`` threshold is
-``max(w, h)``, as GeoAware-SC and MARCO compute it (``max(bbox[2], bbox[3])``). Note that MARCO multiplies it by
-``size / max(W, H)`` while stretching images to a square, which corrbench's ``square:<S>`` frame (per-axis
-scaled box) does not reproduce; the default ``original`` frame measures where GeoAware-SC's uniform resize does.
+``max(w, h)``, as GeoAware-SC and MARCO compute it (``max(bbox[2], bbox[3])``).
+
+Frame: neither reference stretches AP-10K images, so the default ``original`` frame is the one to compare with
+both (``square:<S>`` is a stretch, MARCO's frame for SPair-71k and MP-100, not for AP-10K):
+
+- GeoAware-SC (``utils/utils_dataset.py``): longest side to its resolution, centred padding, keypoints and
+  threshold scaled by the same factor: uniform, so the original frame gives its verdicts.
+- MARCO (``datasets/ap10k.py`` on the base class's ``use_original_imsize=True``; 770 px in
+  ``configs/dataset/ap-10k.yaml``): the longest side is resized to S and the other to
+  ``round(side * S / max(W, H))`` (PIL bilinear); the image is zero-padded at the bottom and right to S x S.
+  The ground truth is scaled per axis by resized / original size and clamped to
+  ``[1e-4, resized side - 1 - 1e-4]``; the threshold is ``max(w, h) * S / max(W, H)``; ``<=``, per image.
+  The long side's factor is exactly ``S / max(W, H)``, the threshold's; the short side's differs from it by at
+  most 0.5 / (resized short side) relatively. So the original frame gives MARCO's verdicts (predictions
+  mapped between the frames by the same per-axis factors) except for a distance within that relative margin
+  of ``alpha * T`` (below 0.1 % for a 770 x 513 image) and for ground truth that MARCO's clamp moves: in the
+  last resized pixel at the right or bottom edge, or within 1e-4 px of the left or top. This bound comes from
+  reading the code; it was not measured on AP-10K.
 
 Training (``trn``) skips argali sheep, black bear and king cheetah, as both reference trainers do.
+
+Provenance: every result records, under ``benchmark.data``, the crowd rule that built the folder
+(``crowd_rule``: ``published-list``, ``other-list``, ``derived``, or ``not recorded`` for a folder without
+corrbench's ``manifest.json``) and, from the manifest, the build's seed and pair-list hash. A folder whose
+crowd images are not GeoAware-SC's published list logs a warning: its test pairs are not the papers'.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +70,24 @@ from .ap10k_build import (
     BUILT_FOLDER,
     CROSS_FAMILY_SUFFIX,
     CROSS_SPECIES_SUFFIX,
+    CROWD_LIST_SOURCE,
     CROWD_LIST_URL,
     DRIVE_ID,
     IMAGE_DIR,
     JPEG_DIR,
     KEYPOINT_NAMES,
+    MANIFEST,
     NUM_KEYPOINTS,
     PAIR_DIR,
     RAW_ANNOTATION_FILES,
     RAW_FOLDER,
     TRAINING_EXCLUDED_SPECIES,
+    crowd_rule_of,
+    crowd_warning,
 )
 from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+
+log = logging.getLogger(__name__)
 
 SETTINGS = {"intra-species": "", "cross-species": CROSS_SPECIES_SUFFIX, "cross-family": CROSS_FAMILY_SUFFIX}
 SPLITS = {"intra-species": ("trn", "val", "test"), "cross-species": ("val", "test"), "cross-family": ("val", "test")}
@@ -79,9 +106,8 @@ RAW_SOURCE = DatasetSource(
         f"https://drive.google.com/file/d/{DRIVE_ID}, or `pip install gdown && gdown {DRIVE_ID}`); "
         f"2) unzip it and move the contents of its ap-10k/ folder (annotations/ and data/) into "
         f"<data root>/{RAW_FOLDER}/, so that <data root>/{RAW_FOLDER}/annotations/{RAW_ANNOTATION_FILES[0]} exists; "
-        f"3) optional, to drop exactly GeoAware-SC's crowd images: download {CROWD_LIST_URL}; "
-        f"4) run `corrbench build-ap10k` (add `--crowd-list ap-10k_is_crowd.txt` for step 3), which writes "
-        f"<data root>/{BUILT_FOLDER}/"
+        f"3) run `corrbench build-ap10k`, which downloads GeoAware-SC's crowd list ({CROWD_LIST_URL}; offline, "
+        f"save it by hand as <data root>/{CROWD_LIST_SOURCE.provides}) and writes <data root>/{BUILT_FOLDER}/"
     ),
 )
 
@@ -138,13 +164,32 @@ class AP10K(DatasetAdapter):
             category = path.stem.rpartition(":")[2]
             if (wanted is None or category in wanted) and category not in excluded:
                 listed.append((category, path.name, path))
-        result = PairSet(pairs=[])
+        result = PairSet(pairs=[], notes=self.build_notes())
         images: dict[Path, dict[str, Any] | tuple[str, Path, str]] = {}  # each annotation file read once
         for category, _, path in sorted(listed):
             pair = self._read_pair(path, category, images, result.skipped)
             if pair is not None:
                 result.pairs.append(pair)
         return result
+
+    def build_notes(self) -> dict[str, Any]:
+        """How the folder was built (for ``benchmark.data``), from its manifest; warns when the crowd images
+        are not GeoAware-SC's published list."""
+        try:
+            manifest = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            manifest = None  # a folder written by GeoAware-SC's or MARCO's script has none
+        if not isinstance(manifest, dict):
+            manifest = None
+        notes: dict[str, Any] = {"crowd_rule": crowd_rule_of(manifest)}
+        if manifest is not None:
+            crowd = manifest.get("crowd") if isinstance(manifest.get("crowd"), dict) else {}
+            notes.update({"crowd_list_sha256": crowd.get("list_sha256"), "seed": manifest.get("seed"),
+                          "pair_list_sha256": manifest.get("pair_list_sha256")})
+        warning = crowd_warning(manifest)
+        if warning:
+            log.warning("warning: %s (%s)", warning, self.root)
+        return notes
 
     # -------------------------------------------------------------------------------------------- reading
 

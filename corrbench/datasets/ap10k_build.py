@@ -3,7 +3,7 @@
 AP-10K (Yu et al. 2021) is an animal pose dataset: COCO keypoint files, 54 species in 23 families, 17 keypoints,
 visibility ``v`` in {0, 1, 2}. GeoAware-SC's ``prepare_ap10k.ipynb`` turned it into image pairs, and MARCO's
 ``scripts/preprocess_ap10k.py`` is a copy of that notebook. This module applies the same protocol, but
-deterministically: the result depends only on the annotation files, the seed and the crowd rule.
+deterministically: the result depends only on the annotation files, the seed and the crowd list.
 
 Input (``ap-10k.zip``, Google Drive id ``1-FNNGcdtAQRehYYkGY1y4wzFNg4iWNad``, unzipped):
 
@@ -64,14 +64,20 @@ Where corrbench differs from the reference scripts, and why:
 - Cross-species direction. GeoAware-SC's notebook computes a random swap but discards it (it assigns to the
   loop variable), so its sources always come from the first species of the combination; MARCO's copy applies
   the swap. corrbench applies it, as the notebook intends.
-- Crowd images. The scripts drop the 1,847 image ids listed in GeoAware-SC's ``data/ap-10k_is_crowd.txt``.
-  That file has no license, so corrbench does not ship it; ``--crowd-list PATH`` reads it (one id a line, as
-  published) and reproduces the reference rule exactly. Without it, corrbench derives the crowd set from the
-  annotations: an image is crowd when the merged split1 files hold more than one annotation for it (several
-  animals) or any of its annotations has ``iscrowd`` = 1. The list's file order (grouped by species, in
-  directory order) suggests it was computed per image by a script, and several animals per image is what
-  "crowd" means in COCO terms, but this equivalence is NOT verified against the real files: when both are
-  available the manifest records how far they agree (``crowd.agreement``), and which rule a build used.
+- Crowd images: nothing differs by default. Both scripts read GeoAware-SC's ``data/ap-10k_is_crowd.txt``
+  (1,847 zero-padded 12-digit image ids, one a line, LF, no blank lines, unsorted: grouped by species in the
+  authors' directory order; MARCO's data guide fetches the same file from GeoAware-SC's master branch) and
+  drop an image when its annotation file's stem is on it, before the keypoint filter. corrbench downloads that
+  file when building (``CROWD_LIST_SOURCE``: pinned to its commit, size and sha256) into
+  ``<data root>/ap-10k_is_crowd.txt``, GeoAware-SC's own place for it relative to its data folder. It is
+  downloaded, not shipped, because it carries no license. Offline, save it there by hand. ``--crowd-list PATH``
+  builds with another copy or another list; ``--crowd-rule derived`` instead treats an image as crowd when the
+  merged split1 files hold more than one annotation for it or any of its annotations has ``iscrowd`` = 1. On
+  the real annotations the derived rule disagrees with the list both ways (images with two separate animals
+  that the list keeps, listed images with one annotation), so most species' test lists change. The manifest
+  records the rule (``crowd.rule``: ``published-list``, ``other-list`` or ``derived``), the list's sha256 and
+  how far the list and the derived rule agree; readers copy the rule into every result, and both warn when it
+  is not the published list.
 - Path fields in pair files are relative to the dataset folder (portable), unless a path prefix is given.
 - Missing images, malformed COCO records and inconsistent ids are errors, never silently dropped: a
   benchmark must not depend on which files happened to be present.
@@ -83,6 +89,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -94,7 +101,10 @@ from typing import Any, Iterable, Sequence
 import click
 import numpy as np
 
-from corrbench.errors import DataError
+from corrbench.datasets.base import DatasetSource
+from corrbench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------------- facts
 
@@ -105,7 +115,21 @@ BUILT_FOLDER = "AP-10K"  # <data root>/AP-10K: what this module writes and the a
 DRIVE_ID = "1-FNNGcdtAQRehYYkGY1y4wzFNg4iWNad"
 #: Merged in this order; "first annotation per image" refers to it (both reference scripts).
 RAW_ANNOTATION_FILES = ("ap10k-train-split1.json", "ap10k-test-split1.json", "ap10k-val-split1.json")
-CROWD_LIST_URL = "https://raw.githubusercontent.com/Junyi42/GeoAware-SC/master/data/ap-10k_is_crowd.txt"
+#: GeoAware-SC's crowd list at the commit that added it (its only version; see the module docstring).
+CROWD_LIST_COMMIT = "166f87304fcfd957c49fbe1bc4dae699bf97dff2"
+CROWD_LIST_URL = f"https://raw.githubusercontent.com/Junyi42/GeoAware-SC/{CROWD_LIST_COMMIT}/data/ap-10k_is_crowd.txt"
+CROWD_LIST_SOURCE = DatasetSource(
+    name="GeoAware-SC's AP-10K crowd list (ap-10k_is_crowd.txt)",
+    url=CROWD_LIST_URL,
+    filename="ap-10k_is_crowd.txt",
+    kind="file",
+    provides="ap-10k_is_crowd.txt",
+    sha256="64444a59008ec9402b9409dce6234af946a2f480a8348d1751d22af10c812ee6",
+    size=24011,
+)
+#: ``--crowd-rule``: the list (GeoAware-SC's published one unless --crowd-list names another) or derived.
+CROWD_RULES = ("list", "derived")
+DERIVED_CROWD_RULE = "more than one annotation in the merged split1 files, or iscrowd = 1"
 
 KEYPOINT_NAMES = (
     "left_eye", "right_eye", "nose", "neck", "root_of_tail",
@@ -124,7 +148,7 @@ SPLIT_LISTS = {"trn": "train_filtered.txt", "val": "val_filtered.txt", "test": "
 CROSS_SPECIES_SUFFIX = "_cross_species"
 CROSS_FAMILY_SUFFIX = "_cross_family"
 CROSS_FAMILY_CATEGORY = "all"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: crowd.rule is published-list | other-list | derived
 
 
 @dataclass(frozen=True)
@@ -602,28 +626,89 @@ def _replace_directory(tmp: Path, out_root: Path) -> None:
 # ----------------------------------------------------------------------------------------------- the build
 
 
-def _crowd_set(raw: RawAP10K, crowd_list: Path | None) -> tuple[set[int], dict[str, Any]]:
-    multi = {i for i, n in raw.annotation_counts.items() if n > 1} | raw.iscrowd_ids
-    derived_info = {"multi_instance_or_iscrowd_images": len(multi)}
-    if crowd_list is None:
-        return multi, {"rule": "derived: more than one annotation in the merged split1 files, or iscrowd = 1",
-                       "ids": len(multi), **derived_info}
-    listed, digest = read_crowd_list(crowd_list)
+def published_crowd_list(data_root: Path, progress: bool = True) -> Path:
+    """GeoAware-SC's crowd list under ``data_root`` (downloaded when absent), checked against its pinned sha256."""
+    from corrbench.datasets.download import fetch_source
+
+    source = CROWD_LIST_SOURCE
+    try:
+        path = fetch_source(source, data_root, progress=progress)
+    except DataError as exc:
+        alternatives = ("or build without downloading it: --crowd-list PATH (a copy elsewhere) or --crowd-rule "
+                        "derived (not the papers' test lists)")
+        raise DataError(exc.message, hint=f"{exc.hint}; {alternatives}" if exc.hint else alternatives) from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != source.sha256:
+        raise DataError(f"{path} is not GeoAware-SC's published crowd list (sha256 {digest}, expected "
+                        f"{source.sha256})",
+                        hint=f"delete it to download the list again from {source.url}, or pass it with "
+                             "--crowd-list to build with it as it is (recorded as another list)")
+    return path
+
+
+def _crowd_set(raw: RawAP10K, rule: str, crowd_list: Path | None, data_root: Path,
+               progress: bool) -> tuple[set[int], dict[str, Any]]:
+    """The crowd image ids and the manifest's description of where they came from."""
+    derived = {i for i, n in raw.annotation_counts.items() if n > 1} | raw.iscrowd_ids
+    if rule not in CROWD_RULES:
+        raise ConfigError(f"unknown crowd rule {rule!r}", hint=f"use one of {', '.join(CROWD_RULES)}")
+    if rule == "derived":
+        if crowd_list is not None:
+            raise ConfigError("--crowd-list and --crowd-rule derived exclude each other",
+                              hint="a crowd list is only read by the list rule (the default)")
+        return derived, {"rule": "derived", "definition": DERIVED_CROWD_RULE, "ids": len(derived),
+                         "published_list_sha256": CROWD_LIST_SOURCE.sha256}
+    path = Path(crowd_list) if crowd_list is not None else published_crowd_list(data_root, progress)
+    listed, digest = read_crowd_list(path)
     annotated = listed & set(raw.images)
     return listed, {
-        "rule": "list", "list_sha256": digest, "ids": len(listed), "ids_annotated": len(annotated),
-        **derived_info,
-        "agreement": {"listed_and_derived": len(listed & multi), "listed_only": len(annotated - multi),
-                      "derived_only": len(multi - listed)},
+        "rule": "published-list" if digest == CROWD_LIST_SOURCE.sha256 else "other-list",
+        "source": str(path) if crowd_list is not None else CROWD_LIST_SOURCE.url,
+        "list_sha256": digest, "published_list_sha256": CROWD_LIST_SOURCE.sha256,
+        "ids": len(listed), "ids_annotated": len(annotated),
+        "derived": {"definition": DERIVED_CROWD_RULE, "ids": len(derived)},
+        "agreement": {"listed_and_derived": len(listed & derived), "listed_only": len(annotated - derived),
+                      "derived_only": len(derived - listed)},
     }
 
 
+def crowd_rule_of(manifest: dict[str, Any] | None) -> str:
+    """``published-list``, ``other-list``, ``derived`` or ``not recorded`` (no manifest: e.g. a folder written
+    by GeoAware-SC's or MARCO's script). Reads format-1 manifests too (rule "list" or "derived: ...")."""
+    crowd = (manifest or {}).get("crowd")
+    rule = crowd.get("rule") if isinstance(crowd, dict) else None
+    if not isinstance(rule, str):
+        return "not recorded"
+    if rule == "list":  # format 1
+        return "published-list" if crowd.get("list_sha256") == CROWD_LIST_SOURCE.sha256 else "other-list"
+    if rule.startswith("derived"):
+        return "derived"
+    return rule
+
+
+def crowd_warning(manifest: dict[str, Any] | None) -> str | None:
+    """What to tell the user when a build's crowd images are not GeoAware-SC's published list, else None."""
+    rule = crowd_rule_of(manifest)
+    consequence = ("so its test lists (and every pair) differ from those of GeoAware-SC, MARCO and the papers; "
+                   "`corrbench build-ap10k` without crowd options builds theirs")
+    if rule == "derived":
+        return f"AP-10K crowd images were derived from the annotations ({DERIVED_CROWD_RULE}), {consequence}"
+    if rule == "other-list":
+        crowd = manifest["crowd"]
+        return (f"AP-10K crowd images come from {crowd.get('source', 'a list')} (sha256 {crowd.get('list_sha256')}), "
+                f"not GeoAware-SC's published list, {consequence}")
+    return None
+
+
 def build_ap10k(raw_root: Path, out_root: Path, *, seed: int = 42, progress: bool = True,
-                crowd_list: Path | None = None, path_prefix: str = "",
-                rules: BuildRules = BuildRules()) -> dict[str, Any]:
+                crowd_rule: str = "list", crowd_list: Path | None = None, data_root: Path | None = None,
+                path_prefix: str = "", rules: BuildRules = BuildRules()) -> dict[str, Any]:
     """Build the benchmark from the raw download at ``raw_root`` into ``out_root`` (replaced atomically).
 
-    ``crowd_list``: GeoAware-SC's crowd id list (else the crowd set is derived, see the module docstring).
+    ``crowd_rule``: ``"list"`` drops the images of a crowd list: ``crowd_list`` if given, else GeoAware-SC's
+    published list, downloaded into ``data_root`` (default: the folder holding ``out_root``) on first use;
+    ``"derived"`` derives them from the annotations (see the module docstring), which logs a warning, as does
+    a list other than the published one.
     ``path_prefix``: written before the ``ImageAnnotation/...`` paths of pair files and split lists
     (``"data/ap-10k/"`` for the reference loaders). Returns the manifest (also written to
     ``out_root/manifest.json``). The same inputs and arguments give byte-identical output on any machine.
@@ -633,10 +718,14 @@ def build_ap10k(raw_root: Path, out_root: Path, *, seed: int = 42, progress: boo
         raise DataError(f"path prefix {path_prefix!r} must use '/' and end with '/'", hint="e.g. data/ap-10k/")
     out_root = Path(out_root)
     raw = read_raw(Path(raw_root))
-    crowd, crowd_info = _crowd_set(raw, crowd_list)
+    data_root = Path(data_root) if data_root is not None else out_root.parent
+    crowd, crowd_info = _crowd_set(raw, crowd_rule, crowd_list, data_root, progress)
     layout = plan_splits(raw, crowd, rules)
     plan_pairs(layout, rules, seed)
     manifest = _manifest(raw, layout, rules, seed, crowd_info, path_prefix)
+    warning = crowd_warning(manifest)
+    if warning:
+        log.warning("warning: %s", warning)
 
     out_root.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_root.parent / f".{out_root.name}.building-{os.getpid()}"
@@ -693,7 +782,8 @@ def format_statistics(manifest: dict[str, Any], out_root: Path) -> str:
         f"{images['crowd']} crowd and {images['too_few_keypoints']} with < "
         f"{manifest['rules']['min_visible_keypoints']} keypoints dropped",
         f"  images per split: trn {images['trn']}, val {images['val']}, test {images['test']}",
-        f"  crowd rule: {crowd['rule']} ({crowd['ids']} ids)",
+        f"  crowd images: {crowd_rule_of(manifest)} ({crowd['ids']} ids"
+        + (f", sha256 {crowd['list_sha256']})" if "list_sha256" in crowd else ")"),
         "  pairs:",
     ]
     for setting, splits in stats["pairs"].items():
@@ -709,20 +799,24 @@ def format_statistics(manifest: dict[str, Any], out_root: Path) -> str:
               help="Where datasets live; the benchmark goes to <data root>/AP-10K. Default $CORRBENCH_DATA, "
                    "then ~/.cache/corrbench/data.")
 @click.option("--seed", default=42, show_default=True, type=int, help="Seed of the pair sampling (recorded).")
+@click.option("--crowd-rule", type=click.Choice(CROWD_RULES), default="list", show_default=True,
+              help="list: drop the images of GeoAware-SC's crowd list (downloaded to <data root>/"
+                   f"{CROWD_LIST_SOURCE.provides} on first use), as the papers' builds do; derived: images with "
+                   "more than one annotation (or iscrowd), which gives other test lists (warned, recorded).")
 @click.option("--crowd-list", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"GeoAware-SC's ap-10k_is_crowd.txt ({CROWD_LIST_URL}); without it crowd images are derived "
-                   "from the annotations (images with several animals).")
+              help="Read the crowd list from this file instead of downloading it (one image id a line); "
+                   "a list other than the published one is warned about and recorded.")
 @click.option("--path-prefix", default="", metavar="PREFIX",
               help="Written before the ImageAnnotation/... paths in pair files; data/ap-10k/ lets GeoAware-SC's "
                    "and MARCO's loaders read the folder as their data/ap-10k.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def build_ap10k_command(raw: Path | None, data_root: Path | None, seed: int, crowd_list: Path | None,
-                        path_prefix: str, quiet: bool) -> None:
+def build_ap10k_command(raw: Path | None, data_root: Path | None, seed: int, crowd_rule: str,
+                        crowd_list: Path | None, path_prefix: str, quiet: bool) -> None:
     """Build the AP-10K correspondence benchmark (intra-species, cross-species, cross-family pairs)."""
     from corrbench.data_root import resolve_data_root
 
     root = resolve_data_root(data_root)
     out_root = root / BUILT_FOLDER
     manifest = build_ap10k(raw or root / RAW_FOLDER, out_root, seed=seed, progress=not quiet,
-                           crowd_list=crowd_list, path_prefix=path_prefix)
+                           crowd_rule=crowd_rule, crowd_list=crowd_list, data_root=root, path_prefix=path_prefix)
     click.echo(format_statistics(manifest, out_root))

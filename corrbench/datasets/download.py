@@ -7,9 +7,12 @@ Everything lives under the data root so that one folder holds a complete, movabl
 - ``.downloads/<filename>`` once complete, kept after extraction so a damaged dataset folder can be rebuilt
   without the network (delete it to save space). A file a person put there by hand (the fallback when this
   machine cannot reach the server) is used the same way: verified, then extracted.
-- ``.downloads/<filename>.json``: ``{url, filename, size, sha256, downloaded_at}`` of the first good copy.
-  Sources without a published checksum are verified against this record later, so a file that changed on
-  disk or on the server is noticed instead of silently producing different pairs.
+- ``.downloads/<filename>.json``: ``{url, filename, size, sha256, downloaded_at, checked}`` of the first good
+  copy, written only once that copy was extracted (an archive: every member read, so a truncated or damaged
+  download is never recorded) or placed (a file). Sources without a published checksum are verified against
+  this record later, so a file that changed on disk or on the server is noticed instead of silently producing
+  different pairs. Records without ``checked`` come from older corrbench versions, which wrote them before
+  extracting: they may describe a broken download, and a mismatch against one says so.
 
 Archives are extracted into a temporary folder inside the data root (same file system, so the final moves
 are ``os.replace`` renames) and only moved into place once complete: an error or Ctrl-C never leaves a
@@ -58,17 +61,21 @@ def fetch_source(source: DatasetSource, data_root: Path, *, progress: bool = Tru
     downloads = data_root / ".downloads"
     archive = downloads / source.filename
     record_path = downloads / f"{source.filename}.json"
+    if source.kind not in ("archive", "file"):
+        raise DataError(f"{source.name}: unknown source kind {source.kind!r}", hint="use 'archive' or 'file'")
     if not archive.exists():
         downloads.mkdir(parents=True, exist_ok=True)
         _download(source.url, archive, progress, _network_hint(source, data_root))
-    _verify(source, archive, record_path)
+    record = _read_record(record_path)
+    digest = _verify(source, archive, record_path, record)
 
     if source.kind == "archive":
-        _extract(source, archive, data_root)
-    elif source.kind == "file":
-        _place_file(archive, target)
+        _extract(source, archive, data_root, record_path if record is not None else None)
     else:
-        raise DataError(f"{source.name}: unknown source kind {source.kind!r}", hint="use 'archive' or 'file'")
+        _place_file(archive, target)
+    if record is None:  # only now: the copy is known to be readable (extracted) or in place
+        checked = "extracted" if source.kind == "archive" else "placed"
+        _write_record(source, archive, record_path, digest, checked)
     return target
 
 
@@ -188,31 +195,70 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(source: DatasetSource, archive: Path, record_path: Path) -> None:
-    """Check ``archive`` against the source's known size/sha256 and the record of the first download;
-    write that record when there is none yet."""
-    record = json.loads(record_path.read_text()) if record_path.exists() else None
+def _read_record(record_path: Path) -> dict | None:
+    if not record_path.exists():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{record_path}: not a readable download record ({exc})",
+                        hint=f"delete {record_path} and run again; it is rewritten once the download is checked"
+                        ) from None
+    if not isinstance(record, dict):
+        raise DataError(f"{record_path}: not a download record (expected a JSON object)",
+                        hint=f"delete {record_path} and run again; it is rewritten once the download is checked")
+    return record
+
+
+def _verify(source: DatasetSource, archive: Path, record_path: Path, record: dict | None) -> str | None:
+    """Check ``archive`` against the source's published size/sha256 and the record of the first good copy.
+
+    Returns the sha256 when it was computed (so that it is not computed twice), else None.
+    """
     size, sha = archive.stat().st_size, None
-    checks = [("size", source.size, "the published value"), ("sha256", source.sha256, "the published value")]
+    checks = [("size", source.size, None), ("sha256", source.sha256, None)]
     if record is not None:
-        checks += [("size", record.get("size"), f"the record {record_path}"),
-                   ("sha256", record.get("sha256"), f"the record {record_path}")]
-    for field, expected, origin in checks:
+        checks += [("size", record.get("size"), record), ("sha256", record.get("sha256"), record)]
+    for field, expected, against in checks:
         if expected is None:
             continue
         if field == "sha256" and sha is None:
             sha = _sha256(archive)
         actual = size if field == "size" else sha
         if actual != expected:
-            raise DataError(f"{archive}: {field} is {actual}, expected {expected} ({origin})",
-                            hint=f"the file is incomplete or changed: delete {archive}"
-                                 f"{' and ' + str(record_path) if record is not None else ''} and run again")
+            raise _mismatch(archive, field, actual, expected, record_path, against)
+    return sha
+
+
+def _mismatch(archive: Path, field: str, actual, expected, record_path: Path, record: dict | None) -> DataError:
+    """The error for a checksum mismatch: which reference disagrees, and what to delete for which case."""
     if record is None:
-        record = {"url": source.url, "filename": source.filename, "size": size, "sha256": sha or _sha256(archive),
-                  "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        tmp = record_path.with_name(record_path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, record_path)
+        return DataError(f"{archive}: {field} is {actual}, expected {expected} (the published value)",
+                         hint=f"the file is incomplete or not the expected one: delete {archive} and run again "
+                              "to download it anew (or save a complete copy there by hand)")
+    when = record.get("downloaded_at", "an earlier run")
+    if record.get("checked"):
+        return DataError(
+            f"{archive}: {field} is {actual}, but the copy first {record['checked']} here ({when}) had {expected} "
+            f"(recorded in {record_path})",
+            hint=f"the file changed since that copy was used: if {archive} is the copy you want (you replaced it "
+                 f"on purpose), delete {record_path} and run again, and a new record is written once it is checked; "
+                 f"otherwise delete {archive} and run again to download it anew")
+    return DataError(
+        f"{archive}: {field} is {actual}, expected {expected} from {record_path}, which an older corrbench wrote "
+        f"({when}) before checking that the archive could be read",
+        hint=f"that record may describe an incomplete download: if {archive} is a complete copy, delete "
+             f"{record_path} and run again (a new record is written once it is extracted); otherwise delete "
+             f"{archive} and run again to download it anew")
+
+
+def _write_record(source: DatasetSource, archive: Path, record_path: Path, digest: str | None, checked: str) -> None:
+    record = {"url": source.url, "filename": source.filename, "size": archive.stat().st_size,
+              "sha256": digest or _sha256(archive),
+              "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "checked": checked}
+    tmp = record_path.with_name(record_path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, record_path)
 
 
 # --- placement ------------------------------------------------------------------------------------------
@@ -231,13 +277,16 @@ def _place_file(downloaded: Path, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _extract(source: DatasetSource, archive: Path, data_root: Path) -> None:
-    """Unpack into a staging folder, check it holds ``provides``, then move its entries into place."""
+def _extract(source: DatasetSource, archive: Path, data_root: Path, record_path: Path | None) -> None:
+    """Unpack into a staging folder, check it holds ``provides``, then move its entries into place.
+
+    ``record_path``: the download record that ``archive`` matched, if any (named when the archive is unreadable).
+    """
     destination = data_root / source.destination
     provides = (data_root / source.provides).absolute()
     staging = Path(tempfile.mkdtemp(dir=data_root, prefix=f".extract-{source.filename}-"))
     try:
-        _unpack(archive, staging)
+        _unpack(archive, staging, record_path)
         within = provides.is_relative_to(destination.absolute())
         if not within or not (staging / provides.relative_to(destination.absolute())).exists():
             top_level = sorted(p.name for p in staging.iterdir())
@@ -280,13 +329,15 @@ def _plan_moves(staging: Path, destination: Path, archive: Path) -> list[tuple[P
     return moves
 
 
-def _unpack(archive: Path, into: Path) -> None:
+def _unpack(archive: Path, into: Path, record_path: Path | None = None) -> None:
     try:
         _unpack_members(archive, into)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+        # A record can only match an unreadable archive if an older corrbench wrote it before extracting.
+        record = f" and {record_path} (a record of this same broken copy)" if record_path is not None else ""
         raise DataError(f"{archive} is not a readable archive ({exc})",
-                        hint=f"it is damaged or not the expected file: delete {archive} and "
-                             f"{archive.name}.json next to it, and run again") from None
+                        hint=f"it is incomplete (an interrupted or truncated download?) or not the expected file: "
+                             f"delete {archive}{record} and run again, or save a complete copy there by hand") from None
 
 
 def _unpack_members(archive: Path, into: Path) -> None:
