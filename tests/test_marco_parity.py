@@ -64,14 +64,19 @@ def golden():
     return np.load(GOLDEN)
 
 
+@pytest.fixture(scope="module")
+def seeded_model():
+    return load_seeded(MARCOModel(ARCHITECTURE))
+
+
 def largest_difference(got: torch.Tensor, expected: np.ndarray) -> float:
     assert tuple(got.shape) == expected.shape
     return float(np.abs(got.detach().numpy() - expected).max())
 
 
 @pytest.mark.parametrize("side", [56, 70])
-def test_network_and_matching_equal_the_authors(golden, side):
-    model = load_seeded(MARCOModel(ARCHITECTURE))
+def test_network_and_matching_equal_the_authors(golden, seeded_model, side):
+    model = seeded_model
     inputs = torch.Generator().manual_seed(1234)
     if side == 70:  # the golden inputs were drawn one after the other from one generator
         torch.randn(1, 2, 3, 56, 56, generator=inputs), torch.rand(1, 6, 2, generator=inputs)
@@ -103,11 +108,8 @@ def seeded_images() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def tiny_matcher():
-    matcher = MARCOMatcher(backbone="vits14_reg", adapter_blocks=(8, 12), resolution=56, resize="longest_side_pad",
-                           weights="random", checkpoint="random")
-    load_seeded(matcher.model)
-    return matcher.eval()
+def tiny_matcher(seeded_model):
+    return MARCOMatcher(seeded_model, resolution=56, resize="longest_side_pad").eval()
 
 
 def test_longest_side_pad_input_and_source_clamp_equal_the_authors(golden, tiny_matcher):
