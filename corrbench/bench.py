@@ -23,12 +23,13 @@ the device before any timing, so the figures exclude disk and JPEG decoding; eve
 CUDA-synchronised. ``dtype`` runs the model under autocast (``corrbench.precision``), ``compile`` wraps the
 extraction (or, without features, ``match``) in ``torch.compile``.
 
-Reproducibility: timings on a shared or busy machine vary from call to call (other processes, frequency
-scaling, a GPU shared with others); one number hides that. Every stage and cache state therefore records its
-``spread``, the slowest call (or pass) divided by the fastest, and the record lists a warning for each one whose
-spread exceeds ``WIDE_SPREAD`` (1.5: on an otherwise idle machine repeated calls of the same work stay well
-within that, so a wider spread means the medians are not a property of the method alone; rerun with nothing
-else running, more ``iters`` / ``passes`` or more warm-up). A stage timed only once has no spread (``None``).
+Reproducibility: timings on a shared or busy machine vary from call to call (other processes, CPU threads
+competing with them, a GPU shared with others); one number hides that. Every stage and cache state therefore
+records its ``spread``, the slowest call (or pass) divided by the fastest, and the record's ``warnings`` name
+each one whose spread exceeds ``WIDE_SPREAD``. 1.5 is a chosen bound, not a measured property of some machine:
+past it the medians depend on what else ran (on a busy 2-core CPU identical runs differed 6.5x with torch's
+two threads and 1.8x with one, see the README), so rerun with nothing else running, with ``threads=1`` on a
+busy CPU, or with more warm-up / ``iters`` / ``passes``. A stage timed only once has no spread (``None``).
 Records are never overwritten: each run writes a new timestamped file next to the earlier runs of the same
 configuration (``default_output``), and ``history`` reads them back, oldest first.
 
@@ -85,6 +86,7 @@ class BenchOptions:
     warmup: int = 2
     iters: int = 10
     passes: int = 3
+    threads: int | None = None  # CPU intra-op threads while timing (None: torch's default)
     pairs: int = 16
     seed: int = 0
     data_root: Path | None = None
@@ -130,9 +132,11 @@ def spread_warnings(record: dict[str, Any]) -> list[str]:
             if value.get("spread") is not None and value["spread"] > WIDE_SPREAD]
     if not wide:
         return []
+    cpu = record.get("env", {}).get("device") == "cpu"
     return [f"timings varied more than {WIDE_SPREAD}x (slowest / fastest) in {', '.join(wide)}: something else "
-            f"probably competed for the device. Rerun with nothing else running, or with more --warmup / --iters / "
-            f"--passes, before comparing this record with others"]
+            f"probably competed for the device. Rerun with nothing else running"
+            + (", or with fewer CPU threads (--threads 1)" if cpu else "")
+            + ", or with more --warmup / --iters / --passes, before comparing this record with others"]
 
 
 def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
@@ -203,7 +207,22 @@ def _load_batches(opts: BenchOptions, spec: Any, with_masks: bool, with_ground_t
 
 
 def bench(opts: BenchOptions) -> dict[str, Any]:
-    """Measure ``opts.method`` (see the module docstring); returns the JSON record."""
+    """Measure ``opts.method`` (see the module docstring); returns the JSON record.
+
+    ``opts.threads`` sets torch's CPU threads for the measurement only (restored afterwards).
+    """
+    if opts.threads is not None and opts.threads < 1:
+        raise ConfigError(f"--threads must be positive, got {opts.threads}")
+    previous_threads = torch.get_num_threads()
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    try:
+        return _measure(opts)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(opts: BenchOptions) -> dict[str, Any]:
     from .config import config_to_json
     from .environment import describe_environment
     from .evaluate import method_name, resolve_device, seed_everything

@@ -97,6 +97,8 @@ HISTORY_SHOWN = 10
 @click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="Timed calls per stage.")
 @click.option("--passes", default=3, show_default=True, type=click.IntRange(min=1),
               help="Timed end-to-end passes per cache state.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads while timing (default: torch's); 1 steadies CPU timings on a busy machine.")
 @click.option("--pairs", default=16, show_default=True, type=click.IntRange(min=1),
               help="Benchmark pairs in the end-to-end passes.")
 @click.option("--benchmark", "-b", default="synthetic", show_default=True, help="Where the timed images come from.")
@@ -108,7 +110,7 @@ HISTORY_SHOWN = 10
                    "(earlier records are kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of the table.")
 def bench_command(method, settings, preset, resolution, batch_size, dtype, device, use_compile, warmup, iters, passes,
-                  pairs, benchmark, data_root, no_download, out, as_json) -> None:
+                  threads, pairs, benchmark, data_root, no_download, out, as_json) -> None:
     """Time a method: parameters, per-stage times (min / median / max), pairs per second and peak memory."""
     import json
 
@@ -119,7 +121,7 @@ def bench_command(method, settings, preset, resolution, batch_size, dtype, devic
     record = bench(BenchOptions(
         method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,
         batch_size=batch_size, dtype=dtype, device=device, compile=use_compile, warmup=warmup, iters=iters,
-        passes=passes, pairs=pairs, data_root=data_root, download=not no_download,
+        passes=passes, threads=threads, pairs=pairs, data_root=data_root, download=not no_download,
         command=shlex.join(["corrbench", *sys.argv[1:]]),
     ))
     path = default_output(out, record)

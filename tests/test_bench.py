@@ -53,7 +53,9 @@ def test_a_wide_spread_is_one_warning_naming_each_unstable_timing():
     (warning,) = spread_warnings(record)
     assert "extract per image 3.0x" in warning and "end to end (warm) 7.0x" in warning
     assert "match per pair" not in warning and "cold" not in warning and "no cache" not in warning  # 1.5 is not wide
-    assert f"more than {WIDE_SPREAD}x" in warning and "--passes" in warning
+    assert f"more than {WIDE_SPREAD}x" in warning and "--passes" in warning and "--threads" not in warning
+    record["env"] = {"device": "cpu"}  # on the CPU, the threads competing with other processes are the usual cause
+    assert "--threads 1" in spread_warnings(record)[0]
     record["stages"]["extract_per_image"]["spread"] = record["end_to_end"]["warm"]["spread"] = 1.1
     assert spread_warnings(record) == []
 
@@ -116,8 +118,11 @@ def test_feature_method_record_has_every_stage_and_cache_state(tiny_record):
 
 
 def test_resolution_and_dtype_reach_the_method(synthetic_data_root):
+    before = torch.get_num_threads()
     record = bench(BenchOptions(method="tiny-vit", resolution=56, dtype="bfloat16", pairs=2, batch_size=2, iters=1,
-                                warmup=0, progress=False, data_root=synthetic_data_root, download=False))
+                                warmup=0, threads=before + 1, progress=False, data_root=synthetic_data_root,
+                                download=False))
+    assert record["settings"]["threads"] == before + 1 and torch.get_num_threads() == before  # only while timing
     assert record["settings"]["resolution"] == 56 and record["settings"]["options"]["resolution"] == 56
     assert record["env"]["dtype"] == "bfloat16"
     assert configuration_dir("results", record).as_posix() == "results/bench/tiny-vit/cpu-bfloat16-56px-b2"
