@@ -51,7 +51,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, ResultsError
 
 #: Settings a preset fixes (anything not named keeps the command line's value).
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
@@ -383,7 +383,11 @@ def history(folder: Path) -> list[dict[str, Any]]:
     paths = sorted(folder.glob("*.json")) + ([legacy] if legacy.is_file() else [])
     records = []
     for path in paths:
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ResultsError(f"bench record {path} is unreadable: {exc}",
+                               hint="move it out of the folder (or delete it) and run again") from None
         record.setdefault("created_at", dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
                           .isoformat(timespec="seconds"))
         records.append({**record, "path": str(path)})

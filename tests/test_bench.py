@@ -27,7 +27,7 @@ from corrbench.bench import (
     time_calls,
 )
 from corrbench.cli import cli
-from corrbench.errors import ConfigError
+from corrbench.errors import ConfigError, ResultsError
 from corrbench.registry import METHODS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -169,6 +169,10 @@ def test_history_reads_every_record_oldest_first_including_the_old_single_file(t
     (folder / "20261204T143512Z.json").write_text(json.dumps(new))
     records = history(folder)
     assert [r["created_at"][:4] for r in records] == ["2023", "2026"]
+    (folder / "20261204T150000Z.json").write_text('{"stages": ')  # damaged by hand (runs write atomically)
+    with pytest.raises(ResultsError, match="20261204T150000Z.json is unreadable"):
+        history(folder)
+    (folder / "20261204T150000Z.json").unlink()
     lines = format_history(records).splitlines()
     assert lines[0].endswith("extract 9.00 ms, no cache 12.00 pairs/s")
     assert lines[1].endswith("extract 5.00 (4.00-8.00) ms, no cache 20.00 (18.00-21.00) pairs/s  (wide spread)")
