@@ -79,6 +79,10 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
     click.echo(f"result: {outcome.result_path}")
 
 
+#: How many of a configuration's latest bench records ``corrbench bench`` lists after its table.
+HISTORY_SHOWN = 10
+
+
 @cli.command("bench")
 @click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
@@ -91,6 +95,10 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the feature extraction.")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed calls per stage.")
 @click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="Timed calls per stage.")
+@click.option("--passes", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Timed end-to-end passes per cache state.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads while timing (default: torch's); 1 steadies CPU timings on a busy machine.")
 @click.option("--pairs", default=16, show_default=True, type=click.IntRange(min=1),
               help="Benchmark pairs in the end-to-end passes.")
 @click.option("--benchmark", "-b", default="synthetic", show_default=True, help="Where the timed images come from.")
@@ -98,25 +106,37 @@ def run_command(method, benchmark, settings, device, dtype, batch_size, workers,
               help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
 @click.option("--no-download", is_flag=True, help="Never download missing benchmark data; say what to fetch instead.")
 @click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),
-              help="Writes <out>/bench/<method>/<device>-<dtype>-<resolution>px-b<batch>.json.")
+              help="Adds <out>/bench/<method>/<device>-<dtype>-<resolution>px-b<batch>/<UTC time>.json "
+                   "(earlier records are kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of the table.")
-def bench_command(method, settings, preset, resolution, batch_size, dtype, device, use_compile, warmup, iters, pairs,
-                  benchmark, data_root, no_download, out, as_json) -> None:
-    """Time a method: parameters, per-stage times, pairs per second and peak memory."""
+def bench_command(method, settings, preset, resolution, batch_size, dtype, device, use_compile, warmup, iters, passes,
+                  threads, pairs, benchmark, data_root, no_download, out, as_json) -> None:
+    """Time a method: parameters, per-stage times (min / median / max), pairs per second and peak memory."""
     import json
 
-    from .bench import BenchOptions, bench, default_output, format_table
+    from .bench import BenchOptions, bench, default_output, format_history, format_table, history
     from .config import parse_assignments
     from .results import write_json_atomic
 
     record = bench(BenchOptions(
         method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,
         batch_size=batch_size, dtype=dtype, device=device, compile=use_compile, warmup=warmup, iters=iters,
-        pairs=pairs, data_root=data_root, download=not no_download, command=shlex.join(["corrbench", *sys.argv[1:]]),
+        passes=passes, threads=threads, pairs=pairs, data_root=data_root, download=not no_download,
+        command=shlex.join(["corrbench", *sys.argv[1:]]),
     ))
     path = default_output(out, record)
     write_json_atomic(path, record)
-    click.echo(json.dumps(record, indent=2) if as_json else format_table(record))
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        click.echo(format_table(record))
+        records = history(path.parent)
+        if len(records) > 1:  # earlier runs of the same configuration, to see how far this one can be trusted
+            shown = records[-HISTORY_SHOWN:]
+            click.echo(f"\nthis configuration's records ({len(shown)} of {len(records)}, oldest first):\n"
+                       f"{format_history(shown)}")
+    for warning in record["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"record: {path}", err=as_json)
 
 

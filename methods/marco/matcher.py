@@ -13,8 +13,15 @@ What it does, as the released code (visinf/MARCO) does it:
   GeoAware-SC's padding, and with zeros after normalisation, i.e. the mean colour).
   Both resize with PIL's bilinear filter on 8-bit images (``interpolation="pil"``, bit-exact for corrbench's
   8-bit images); ``interpolation="torch"`` resizes on the device instead (within 1/255 of PIL).
-- Source points are clamped to ``[1e-4, side - 1 - 1e-4]`` of the resized image, as the datasets do
-  (the torch.hub helper does not clamp; it differs only for points in the last pixel row or column).
+- Source points are clamped to ``[1e-4, side - 1 - 1e-4]`` of the resized image (before padding), as the
+  authors' datasets do (``regularise_coordinates(eps=1e-4)`` after scaling the points). Their torch.hub helper
+  (``util/visualization.preprocess_data``) does not clamp: it rejects points outside ``[0, W) x [0, H)`` of the
+  original image and scales the rest as they are. The two therefore differ for resized coordinates below 1e-4,
+  e.g. (0, 0), which the clamp moves up by at most 1e-4 px, and above ``side - 1 - 1e-4`` (``side``: the resized
+  width or height), i.e. original coordinates above ``W - (1 + 1e-4) * W / side``, about the last resized pixel,
+  which it moves down by less than 1 + 1e-4 resized px; points in between are identical. corrbench clamps any
+  point, also ones the helper would reject. ``tests/test_marco_parity.py`` checks both rules against the authors'
+  code; on its tiny random test model the clamp moved predictions by at most 0.036 px of a 56 px canvas.
 - Features: the upsampled maps of ``MARCOModel`` (220 x 220 cells at 770 px).
 - Matching (``models/marco.py``, ``util/geometry.py``): a source descriptor is sampled bilinearly at
   ``x_feat = x * w / S`` with ``grid_sample(align_corners=True, padding_mode="border")`` (cell rule ``marco``),
