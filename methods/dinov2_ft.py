@@ -33,7 +33,8 @@ Deliberate differences:
 - validation: the authors validate every 25% of the epoch after 60% of it on the val split and keep the best
   weights; the engine validates once per epoch (and at ``--max-steps``) on ``val`` and keeps ``best.pth``;
 - their ``MultiStepLR(milestones=[1, 2])`` stepped per epoch never acts within the single epoch: constant lr;
-- their backbone is HuggingFace's ``Dinov2Backbone``; corrbench's DINOv2 is bit-identical to the official one
+- their backbone is HuggingFace's ``Dinov2Backbone``; corrbench's DINOv2 matches the official
+  facebookresearch/dinov2 code within the tolerance tests/test_dinov2_parity.py checks against golden outputs
   (HF's positional-embedding interpolation may differ in the last digits).
 """
 
