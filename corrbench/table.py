@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -21,7 +22,7 @@ from tabulate import tabulate
 from .errors import ConfigError
 from .metrics import ALPHAS, alpha_key
 from .table_published import (
-    PublishedRow, benchmarks_by_coverage, describe, load_published, select_published, source_numbers,
+    benchmarks_by_coverage, describe, load_published, select_published, short_labels, source_numbers,
 )
 from .table_runs import (
     DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, column_of, configuration, coverage, pair_marker,
@@ -142,7 +143,7 @@ def build_table(
         pub_columns, pub_rows, pub_notes = _published_part(
             published, local, alphas=alphas, metric=metric, pck_by=pck_by, avg=avg, benchmarks=benchmarks,
             methods=methods, all_benchmarks=all_benchmarks,
-            label_width=max((len(r.label) for r in rows), default=0),
+            label_width=max((r.label for r in rows), key=len, default=""),
         )
         columns = columns + [c for c in pub_columns if c.header not in {x.header for x in columns}]
         rows = rows + pub_rows
@@ -224,9 +225,15 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
                     all_benchmarks, label_width) -> tuple[list[Column], list[Row], list[str]]:
     selected = select_published(records, metric=metric, alphas=alphas, pck_by=pck_by, avg=avg,
                                 benchmarks=benchmarks, methods=methods)
+    labels = dict(zip(map(id, selected), short_labels(selected)))
     # A benchmark with several local versions: a published number belongs to neither.
     candidates = [b for b in benchmarks_by_coverage(selected) if len(local.versions.get(b, ())) <= 1]
-    shown = _published_benchmarks(candidates, selected, local, alphas, benchmarks, all_benchmarks, label_width)
+    if benchmarks or all_benchmarks:
+        shown = candidates
+    elif local.versions:
+        shown = [b for b in candidates if b in local.versions]
+    else:
+        shown = _fitting_benchmarks(candidates, alphas, max([label_width, *labels.values()], key=len, default=""))
     notes: list[str] = []
     hidden = [b for b in candidates if b not in shown]
     if hidden:
@@ -235,12 +242,13 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
     group_of = {b: local.group_label(b, next(iter(local.versions.get(b, {0}))), DEFAULT_PROTOCOL) for b in shown}
     columns = [Column(group_of[b], a, b, None, DEFAULT_PROTOCOL) for b in shown for a in alphas]
     kept = [r for r in selected if any(b in shown for b, _ in r.cells)]
-    kept.sort(key=lambda r: (r.label.lower(), r.sources))
-    numbers = source_numbers(kept)
+    kept.sort(key=lambda r: (labels[id(r)].lower(), r.sources_of(set(shown))))
+    numbers = source_numbers([r.sources_of(set(shown)) for r in kept])
     rows: list[Row] = []
     unstated = False
     for published_row in kept:
-        row = Row(published_row.label, "published", ",".join(str(numbers[s]) for s in published_row.sources),
+        sources = published_row.sources_of(set(shown))
+        row = Row(labels[id(published_row)], "published", ",".join(str(numbers[s]) for s in sources),
                   describe(published_row))
         for (bench, alpha), cell in published_row.cells.items():
             if bench in shown:
@@ -252,24 +260,16 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
         notes.append(f"{MARK_UNSTATED}: the source does not state whether this number is per image or per point, "
                      f"or how it is averaged")
     if numbers:
-        notes.append("published numbers (transcribed with provenance in results/published/published_results.csv; "
-                     "identical numbers printed by several tables are one row); source:")
+        notes.append("source: the paper tables that print the row's numbers (one row for a number several tables "
+                     "print; full variant names and provenance: --format csv/json, "
+                     "results/published/published_results.csv):")
         notes += [f"  {n}: {source}" for source, n in numbers.items()]
     return columns, rows, notes
 
 
-def _published_benchmarks(candidates: list[str], rows: list[PublishedRow], local: _LocalPart, alphas: list[str],
-                          benchmarks: Sequence[str], all_benchmarks: bool, label_width: int) -> list[str]:
-    """Which benchmarks get published columns: the asked ones; else those of the local runs; else the most
-    reported ones while the table stays within DEFAULT_WIDTH characters."""
-    if benchmarks or all_benchmarks:
-        return candidates
-    local_names = set(local.versions)
-    if local_names:
-        return [b for b in candidates if b in local_names]
-    widest_label = max([label_width, *(len(r.label) for r in rows)], default=0)
-    widest_source = max((len(",".join(r.sources)) for r in rows), default=0)  # generous: names, not numbers
-    width = widest_label + min(widest_source, 12) + 8
+def _fitting_benchmarks(candidates: list[str], alphas: list[str], widest_label: str) -> list[str]:
+    """The most reported benchmarks, as many as keep the table within DEFAULT_WIDTH characters (at least one)."""
+    width = len(widest_label) + len(" | source | ") + 12  # 12: room for a few source numbers
     shown: list[str] = []
     for bench in candidates:
         extra = sum(len(f"{bench} @{a}") + 3 for a in alphas)
@@ -320,8 +320,14 @@ def render(table: Table, fmt: str = "md") -> str:
     text = tabulate(table.body(), headers=table.header(), tablefmt=style, disable_numparse=True)
     if table.notes:
         prefix = "% " if fmt == "latex" else ""
-        text += "\n\n" + "\n".join(f"{prefix}{n}" for n in table.notes)
+        text += "\n\n" + "\n".join(prefix + line for note in table.notes for line in _wrapped(note))
     return text
+
+
+def _wrapped(note: str, width: int = 116) -> list[str]:
+    """A note in lines of at most ``width`` characters, continuation lines indented under it."""
+    indent = " " * (len(note) - len(note.lstrip(" ")) + 2)
+    return textwrap.wrap(note, width, subsequent_indent=indent, break_on_hyphens=False) or [""]
 
 
 def _as_json(table: Table) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Sequence
 
-LABEL_WIDTH = 44  # longer labels are shortened in the middle; csv and json keep the full variant
+LABEL_WIDTH = 56  # longer labels are shortened (see short_labels); csv and json keep the full variant
 _AVG_NAMES = {"all": "all", "category": "category"}
 
 
@@ -27,6 +28,7 @@ def load_published() -> list[dict[str, str]]:
 class PublishedCell:
     text: str  # the number as printed (its digits are the paper's precision)
     aggregation_stated: bool  # False: the source does not say per image/point or how it averages
+    sources: list[str] = field(default_factory=list)  # every table that prints this number
 
     @property
     def value(self) -> float:
@@ -44,10 +46,6 @@ class PublishedRow:
     def full_label(self) -> str:
         return self.method + (f" ({self.variant})" if self.variant else "")
 
-    @property
-    def label(self) -> str:
-        return shorten(self.full_label, LABEL_WIDTH)
-
     def agrees_with(self, other: PublishedRow) -> bool:
         shared = self.cells.keys() & other.cells.keys()
         return all(self.cells[k].value == other.cells[k].value for k in shared)
@@ -59,17 +57,80 @@ class PublishedRow:
         for key, cell in other.cells.items():
             mine = self.cells.get(key)
             if mine is None:
-                self.cells[key] = cell
-            elif cell.aggregation_stated and not mine.aggregation_stated:
-                self.cells[key] = cell  # one source states how the number was aggregated: it is known
+                self.cells[key] = PublishedCell(cell.text, cell.aggregation_stated, list(cell.sources))
+                continue
+            mine.sources += [s for s in cell.sources if s not in mine.sources]
+            # one source states how the number was aggregated: then it is known
+            mine.aggregation_stated |= cell.aggregation_stated
+
+    def sources_of(self, benchmarks: set[str]) -> list[str]:
+        """The tables behind this row's numbers on ``benchmarks``, in the row's order."""
+        used = {s for (bench, _), cell in self.cells.items() if bench in benchmarks for s in cell.sources}
+        return [s for s in self.sources if s in used]
 
 
-def shorten(text: str, width: int) -> str:
-    """Cut the middle, keeping the start (method, variant kind) and the end (the setting that differs)."""
+def short_labels(rows: Sequence[PublishedRow], width: int = LABEL_WIDTH) -> list[str]:
+    """A label per row of at most ``width`` characters that still tells one table's rows apart.
+
+    A label that is too long first loses the words its variant shares with every other variant of that
+    method in the same table (those say what the table is about, e.g. "zero-shot; input ..."), then its
+    middle. csv and json keep the full variant.
+    """
+    siblings: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        siblings.setdefault((row.method, row.sources[0]), []).append(row.variant)
+    labels = []
+    for row in rows:
+        label = row.full_label
+        if len(label) > width:
+            variant = _distinct_part(row.variant, siblings[(row.method, row.sources[0])])
+            label = _cut_middle(f"{row.method} ({variant})", width)
+        labels.append(label)
+    # Cutting may leave two rows of one table alike: number them, as the source column cannot tell them apart.
+    seen = Counter((label, row.sources[0]) for label, row in zip(labels, rows))
+    index: Counter = Counter()
+    for i, row in enumerate(rows):
+        key = (labels[i], row.sources[0])
+        if seen[key] > 1:
+            index[key] += 1
+            labels[i] = f"{labels[i]} #{index[key]}"
+    return labels
+
+
+def _distinct_part(variant: str, variants: list[str]) -> str:
+    """``variant`` without the words it shares at its start (but the first) and end with all ``variants``."""
+    others = [v for v in variants if v != variant]
+    if not others:
+        return variant
+    words = variant.split(" ")
+    split = [v.split(" ") for v in others]
+    start = 0
+    while start < len(words) - 1 and all(len(o) > start and o[start] == words[start] for o in split):
+        start += 1
+    end = 0
+    while end < len(words) - start - 1 and all(len(o) > end and o[-1 - end] == words[-1 - end] for o in split):
+        end += 1
+    # the first word usually names the kind of variant ("zero-shot;", "ablation", "fine-tuned"): keep it
+    head = words[0] + (" …" if start > 1 else " ") if start else ""
+    return head + " ".join(words[max(start, 1 if start else 0): len(words) - end]) + ("…" if end else "")
+
+
+def _cut_middle(text: str, width: int) -> str:
+    """Cut whole words from the middle: the end (often the setting) and the start (method, kind of variant)
+    stay readable."""
     if len(text) <= width:
         return text
-    head = (width - 1) * 3 // 5
-    return text[:head].rstrip() + "…" + text[len(text) - (width - 1 - head):].lstrip()
+    words = text.split(" ")
+    tail: list[str] = []
+    while len(words) > 1 and len(" ".join([words[-1], *tail])) <= (width - 1) * 3 // 5:
+        tail.insert(0, words.pop())
+    head: list[str] = []
+    while words and len(" ".join([*head, words[0]])) + len(" ".join(tail)) + 2 <= width:
+        head.append(words.pop(0))
+    if not head or not tail:  # words too long to cut between
+        keep = (width - 1) // 2
+        return text[:keep] + "…" + text[len(text) - (width - 1 - keep):]
+    return " ".join(head) + " … " + " ".join(tail)
 
 
 def select_published(
@@ -89,7 +150,7 @@ def select_published(
         row = per_source.setdefault((p["source"], p["method"], p["variant"]),
                                     PublishedRow(p["method"], p["variant"], [p["source"]]))
         stated = p["pck_by"] != "unknown" and p["avg"] != "unknown"
-        row.cells.setdefault((p["benchmark"], p["alpha"]), PublishedCell(p["value"], stated))
+        row.cells.setdefault((p["benchmark"], p["alpha"]), PublishedCell(p["value"], stated, [p["source"]]))
     return merge_repeated(list(per_source.values()))
 
 
@@ -101,7 +162,8 @@ def merge_repeated(rows: list[PublishedRow]) -> list[PublishedRow]:
         target = next((m for m in merged if (m.method.lower(), m.variant.lower()) == same and m.agrees_with(row)),
                       None)
         if target is None:
-            merged.append(PublishedRow(row.method, row.variant, list(row.sources), dict(row.cells)))
+            merged.append(PublishedRow(row.method, row.variant, list(row.sources)))
+            merged[-1].absorb(row)
         else:
             target.absorb(row)
     return merged
@@ -116,11 +178,11 @@ def benchmarks_by_coverage(rows: Sequence[PublishedRow]) -> list[str]:
     return sorted(counts, key=lambda b: (-counts[b], b))
 
 
-def source_numbers(rows: Sequence[PublishedRow]) -> dict[str, int]:
+def source_numbers(sources_per_row: Sequence[Sequence[str]]) -> dict[str, int]:
     """Footnote numbers for the sources, in order of first appearance."""
     numbers: dict[str, int] = {}
-    for row in rows:
-        for source in row.sources:
+    for sources in sources_per_row:
+        for source in sources:
             numbers.setdefault(source, len(numbers) + 1)
     return numbers
 
