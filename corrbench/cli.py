@@ -190,6 +190,9 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     table = build_table(results, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
                         methods=methods, protocol=protocol, partial=partial, all_benchmarks=all_benchmarks,
                         published=load_published() if published else ())
+    if not table.rows:
+        raise ConfigError("no run or published number matches these filters",
+                          hint="each name exists, but not together; drop a --benchmark, --method or --protocol")
     click.echo(render(table, fmt))
 
 

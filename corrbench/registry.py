@@ -86,7 +86,7 @@ def load_from_file(reference: str) -> tuple[str, Any]:
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """"did you mean 'a', 'b'?" naming the candidates close to ``name`` (case-insensitive), or None."""
     by_lower: dict[str, str] = {}
-    for candidate in candidates:
+    for candidate in sorted(candidates):  # sorted: the same suggestion whatever the input order
         by_lower.setdefault(candidate.lower(), candidate)
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
     return f"did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else None

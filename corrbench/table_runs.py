@@ -199,7 +199,9 @@ def _weights_texts(weights: list[Any]) -> dict[str, str]:
 
 def _short(text: str | None) -> str:
     """A JSON value as a label shows it: strings unquoted, long paths as their file name."""
-    value = json.loads(text) if text is not None else None
+    if text is None:
+        return "unset"  # the option does not exist in this row's method class
+    value = json.loads(text)
     text = value if isinstance(value, str) else json.dumps(value)
     if len(text) <= _SHORT_VALUE:
         return text
