@@ -64,7 +64,7 @@ class Row:
     origin: str  # "local" or "published"
     source: str  # "local", or the footnote numbers of the published sources ("1,4")
     detail: dict[str, Any]  # the configuration (local) or method, variant and sources (published)
-    cells: dict[str, Cell] = field(default_factory=dict)  # column group -> ... keyed by Column.header
+    cells: dict[str, Cell] = field(default_factory=dict)  # Column.header -> cell
 
 
 @dataclass
@@ -143,7 +143,7 @@ def build_table(
         pub_columns, pub_rows, pub_notes = _published_part(
             published, local, alphas=alphas, metric=metric, pck_by=pck_by, avg=avg, benchmarks=benchmarks,
             methods=methods, all_benchmarks=all_benchmarks,
-            label_width=max((r.label for r in rows), key=len, default=""),
+            widest_local_label=max((r.label for r in rows), key=len, default=""),
         )
         columns = columns + [c for c in pub_columns if c.header not in {x.header for x in columns}]
         rows = rows + pub_rows
@@ -156,9 +156,8 @@ class _LocalPart:
 
     def __init__(self, results: list[dict[str, Any]], alphas: list[str], metric: str, pck_by: str, avg: str,
                  partial: bool):
-        usable = usable_runs(results, partial=partial)
-        self.cells = select_cells(usable, partial=partial)
-        self.references = reference_pairs(results)
+        self.cells = select_cells(results, partial=partial)
+        self.references = reference_pairs(results)  # from every run, also those no cell shows
         versions: dict[str, set[int]] = {}
         for _, (name, version, _) in self.cells:
             versions.setdefault(name, set()).add(version)
@@ -182,7 +181,6 @@ class _LocalPart:
                 value = values.get(a)
                 row.cells[f"{group} @{a}"] = Cell(value, "n/a" if value is None else f"{value:.1f}", marker)
         self.rows = sorted(rows.values(), key=lambda r: r.label.lower())
-        self.results = usable
 
     def group_label(self, name: str, version: int, protocol: str) -> str:
         label = f"{name}@v{version}" if len(self.versions.get(name, ())) > 1 else name
@@ -222,7 +220,7 @@ class _LocalPart:
 
 
 def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, benchmarks, methods,
-                    all_benchmarks, label_width) -> tuple[list[Column], list[Row], list[str]]:
+                    all_benchmarks, widest_local_label) -> tuple[list[Column], list[Row], list[str]]:
     selected = select_published(records, metric=metric, alphas=alphas, pck_by=pck_by, avg=avg,
                                 benchmarks=benchmarks, methods=methods)
     labels = dict(zip(map(id, selected), short_labels(selected)))
@@ -233,7 +231,7 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
     elif local.versions:
         shown = [b for b in candidates if b in local.versions]
     else:
-        shown = _fitting_benchmarks(candidates, alphas, max([label_width, *labels.values()], key=len, default=""))
+        shown = _fitting_benchmarks(candidates, alphas, max([widest_local_label, *labels.values()], key=len))
     notes: list[str] = []
     hidden = [b for b in candidates if b not in shown]
     if hidden:
