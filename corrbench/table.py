@@ -226,7 +226,9 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
     labels = dict(zip(map(id, selected), short_labels(selected)))
     # A benchmark with several local versions: a published number belongs to neither.
     candidates = [b for b in benchmarks_by_coverage(selected) if len(local.versions.get(b, ())) <= 1]
-    if benchmarks or all_benchmarks:
+    if benchmarks:
+        shown = [b for b in benchmarks if b in candidates]  # in the order asked for
+    elif all_benchmarks:
         shown = candidates
     elif local.versions:
         shown = [b for b in candidates if b in local.versions]
@@ -259,7 +261,7 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
                      f"or how it is averaged")
     if numbers:
         notes.append("source: the paper tables that print the row's numbers (one row for a number several tables "
-                     "print; full variant names and provenance: --format csv/json, "
+                     "print; full variant names and provenance: --format json, "
                      "results/published/published_results.csv):")
         notes += [f"  {n}: {source}" for source, n in numbers.items()]
     return columns, rows, notes
