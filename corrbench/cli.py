@@ -158,7 +158,8 @@ def _fmt(value) -> str:
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "csv", "latex", "json"]))
 @click.option("--published", is_flag=True, help="Add the papers' published numbers (results/published/).")
 @click.option("--all-benchmarks", is_flag=True,
-              help="With --published: a column for every benchmark with published numbers, however wide.")
+              help="With --published: a column for every benchmark with published numbers, however wide "
+                   "(always so in csv and json).")
 @click.argument("more_thresholds", nargs=-1, metavar="")
 def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, methods, protocol, partial, fmt,
                   published, all_benchmarks, more_thresholds) -> None:
@@ -188,7 +189,8 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
                           hint="add --partial to show the --limit runs there" if limited else
                           "run `corrbench run --method M --benchmark B` first, or add --published")
     table = build_table(results, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
-                        methods=methods, protocol=protocol, partial=partial, all_benchmarks=all_benchmarks,
+                        methods=methods, protocol=protocol, partial=partial,
+                        all_benchmarks=all_benchmarks or fmt in ("csv", "json"),  # the width limit is for reading
                         published=load_published() if published else ())
     if not table.rows:
         raise ConfigError("no run or published number matches these filters",

@@ -80,9 +80,10 @@ class Coverage:
 def coverage(result: dict[str, Any]) -> Coverage:
     counts = result["counts"]
     skipped = dict(counts.get("skipped", {}))
+    scored = int(counts["pairs"]) + int(skipped.get(SKIP_NO_VALID, 0))
     return Coverage(
-        scored=int(counts["pairs"]) + int(skipped.get(SKIP_NO_VALID, 0)),
-        listed=int(counts.get("pairs_listed", counts["pairs"])),
+        scored=scored,
+        listed=int(counts.get("pairs_listed", scored)),
         partial=bool(result.get("partial", False)),
         pairs_fingerprint=result["benchmark"].get("pairs_fingerprint", ""),
         skipped=skipped,

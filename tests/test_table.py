@@ -253,6 +253,9 @@ def test_published_table_has_a_readable_default_width(invoke):
     assert re.search(r"^  1: \S.*Table", result.output, re.M)  # the source column's footnotes
     everything = invoke("table", "--published", "--all-benchmarks", "-t", "0.1").output
     assert len({h.split(" @")[0] for h in everything.splitlines()[0].split("|")[3:-1]}) == 12
+    # machine formats are not read on a screen: every benchmark
+    as_json = json.loads(invoke("table", "--published", "--format", "json", "-t", "0.1").output)
+    assert len({c["benchmark"] for c in as_json["columns"]}) == 12
 
 
 def test_published_columns_follow_the_local_runs(invoke, oracle_result):
