@@ -160,6 +160,12 @@ def _distinguishing_settings(configs: list[dict[str, Any]]) -> list[list[str]]:
     """For each configuration, 'key=value' for the settings that are not the same in all of them."""
     flat = [_flatten(c) for c in configs]
     keys = [k for k in dict.fromkeys(k for f in flat for k in f) if len({f.get(k) for f in flat}) > 1]
+    # Weights records mostly follow the options (a `weights=` path, a seed for random init): name them only
+    # where the other settings leave two rows alike (e.g. a checkpoint file replaced at the same path).
+    weight_keys = {_weights_key(c) for c in configs}
+    others = [k for k in keys if k not in weight_keys]
+    if len({tuple(f.get(k) for k in others) for f in flat}) == len(flat):
+        keys = others
     weights_names = _weights_texts([c["weights"] for c in configs])
     return [[f"{k}={weights_names[f[k]] if k == _weights_key(c) else _short(f.get(k))}" for k in keys]
             for f, c in zip(flat, configs)]

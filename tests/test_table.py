@@ -269,3 +269,21 @@ def test_markdown_shows_the_markers_explained_under_the_table(oracle_result):
                         methods=["DHF"])
     text = render(table)
     assert "64.9*" in text and "*: the source does not state" in text
+
+
+def test_labels_name_the_weights_only_where_the_options_do_not_tell_rows_apart(oracle_result):
+    from corrbench.table_runs import row_key, row_labels
+
+    def run(weights: dict, config: dict) -> dict:
+        out = copy.deepcopy(oracle_result)
+        out["method"].update(weights=weights, config=config)
+        return out
+
+    replaced = [run({"source": "/ckpt/marco.pth", "sha256": "1" * 64}, {"checkpoint": "/ckpt/marco.pth"}),
+                run({"source": "/ckpt/marco.pth", "sha256": "2" * 64}, {"checkpoint": "/ckpt/marco.pth"})]
+    labels = row_labels({row_key(r): r for r in replaced})
+    assert sorted(labels.values()) == ["oracle (ground truth) [weights=11111111]",
+                                       "oracle (ground truth) [weights=22222222]"]
+    seeded = [run({"source": "random", "seed": s}, {"seed": s}) for s in (0, 1)]
+    labels = row_labels({row_key(r): r for r in seeded})
+    assert sorted(labels.values()) == ["oracle (ground truth) [seed=0]", "oracle (ground truth) [seed=1]"]
