@@ -26,7 +26,7 @@ from .table_published import (
 )
 from .table_runs import (
     DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, column_of, configuration, coverage, pair_marker,
-    protocol_name, reference_pairs, row_key, row_labels, select_cells,
+    protocol_name, reference_pairs, row_labels, select_cells,
 )
 
 __all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
@@ -249,7 +249,7 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
     for published_row in kept:
         sources = published_row.sources_of(set(shown))
         row = Row(labels[id(published_row)], "published", ",".join(str(numbers[s]) for s in sources),
-                  describe(published_row))
+                  describe(published_row, sources))
         for (bench, alpha), cell in published_row.cells.items():
             if bench in shown:
                 marker = "" if cell.aggregation_stated else MARK_UNSTATED
@@ -349,6 +349,7 @@ def _as_csv(table: Table) -> str:
         values = []
         for c in table.columns:
             cell = r.cells.get(c.header)
-            values += ["" if cell is None or cell.value is None else repr(cell.value), "" if cell is None else cell.marker]
+            number = "" if cell is None or cell.value is None else repr(cell.value)
+            values += [number, "" if cell is None else cell.marker]
         writer.writerow([r.label, r.origin, r.source, *values])
     return buffer.getvalue()

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Sequence
 
-LABEL_WIDTH = 56  # longer labels are shortened (see short_labels); csv and json keep the full variant
-_AVG_NAMES = {"all": "all", "category": "category"}
+LABEL_WIDTH = 56  # longer labels are shortened (see short_labels); json keeps the full variant
 
 
 def load_published() -> list[dict[str, str]]:
@@ -143,9 +142,11 @@ def select_published(
     for p in records:
         if p["metric"] != metric or p["category"] or p["alpha"] not in alphas:
             continue
-        if (benchmarks and p["benchmark"] not in benchmarks) or (wanted_methods and p["method"].lower() not in wanted_methods):
+        if benchmarks and p["benchmark"] not in benchmarks:
             continue
-        if p["pck_by"] not in (pck_by, "unknown") or p["avg"] not in (_AVG_NAMES[avg], "unknown"):
+        if wanted_methods and p["method"].lower() not in wanted_methods:
+            continue
+        if p["pck_by"] not in (pck_by, "unknown") or p["avg"] not in (avg, "unknown"):
             continue
         row = per_source.setdefault((p["source"], p["method"], p["variant"]),
                                     PublishedRow(p["method"], p["variant"], [p["source"]]))
@@ -187,5 +188,6 @@ def source_numbers(sources_per_row: Sequence[Sequence[str]]) -> dict[str, int]:
     return numbers
 
 
-def describe(row: PublishedRow) -> dict[str, Any]:
-    return {"method": row.method, "variant": row.variant, "sources": list(row.sources)}
+def describe(row: PublishedRow, sources: Sequence[str]) -> dict[str, Any]:
+    """What json shows of a row: the method and variant as printed, and its sources by name."""
+    return {"method": row.method, "variant": row.variant, "sources": list(sources)}
