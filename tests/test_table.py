@@ -88,10 +88,13 @@ def test_runs_of_one_method_with_other_options_or_dtype_get_their_own_labelled_r
     assert details["random [seed=0, --dtype=bfloat16]"]["dtype"] == "bfloat16"
 
 
-def test_a_method_with_one_configuration_keeps_its_plain_name(invoke):
-    invoke("run", "--method", "oracle", "--benchmark", "synthetic", "-q")
-    invoke("run", "--method", "random", "--benchmark", "synthetic", "-q", "--seed", "3")
-    invoke("run", "--method", "random", "--benchmark", "synthetic", "-q")
+def test_a_method_with_one_configuration_keeps_its_plain_name(invoke, oracle_result, tmp_path):
+    other = copy.deepcopy(oracle_result)
+    other["method"].update(name="random", uses_ground_truth=False)
+    write_run(tmp_path, other, "random")
+    reseeded = copy.deepcopy(other)
+    reseeded["env"]["seed"] = 3
+    write_run(tmp_path, reseeded, "random-3")
     assert set(rows_of(invoke("table").output)) == {"oracle (ground truth)", "random [--seed=3]",
                                                     "random [--seed=0]"}
 
