@@ -172,15 +172,22 @@ def _fmt(value) -> str:
 @click.option("--metric", default="pck", show_default=True, type=click.Choice(["pck", "pck_dagger"]))
 @click.option("--benchmark", "benchmarks", multiple=True, help="Only these benchmarks (repeatable).")
 @click.option("--method", "methods", multiple=True, help="Only these methods (repeatable).")
+@click.option("--protocol", help="Only runs scored under this protocol (default: runs of every protocol, each in "
+                                 "its own columns).")
+@click.option("--partial", is_flag=True, help="Also show --limit runs (marked) where no complete run exists.")
 @click.option("--format", "fmt", default="md", show_default=True, type=click.Choice(["md", "csv", "latex", "json"]))
 @click.option("--published", is_flag=True, help="Add the papers' published numbers (results/published/).")
+@click.option("--all-benchmarks", is_flag=True,
+              help="With --published: a column for every benchmark with published numbers, however wide "
+                   "(always so in csv and json).")
 @click.argument("more_thresholds", nargs=-1, metavar="")
-def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, methods, fmt, published,
-                  more_thresholds) -> None:
-    """Print local runs (latest complete per method and benchmark) and, optionally, published numbers."""
+def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, methods, protocol, partial, fmt,
+                  published, all_benchmarks, more_thresholds) -> None:
+    """Print local runs (one row per configuration, the newest complete run in each cell) and, optionally,
+    published numbers."""
     from .errors import ConfigError
-    from .results import find_results, latest_complete
-    from .table import build_table, check_thresholds, load_published, render
+    from .results import find_results
+    from .table import build_table, check_thresholds, load_published, render, usable_runs
 
     # `--thresholds 0.01 0.05 0.1`: click options take one value each, so the values after the first
     # arrive as arguments; they are accepted only right after --thresholds was given.
@@ -196,12 +203,18 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     results, problems = find_results(results_dir) if results_dir.exists() else ([], [])
     for problem in problems:
         click.secho(f"warning: skipped {problem}", fg="yellow", err=True)
-    runs = latest_complete(results)
-    if not runs and not published:
+    if not usable_runs(results, partial=partial) and not published:
+        limited = bool(results) and not partial
         raise ConfigError(f"no complete runs under {results_dir}",
-                          hint="run `corrbench run --method M --benchmark B` first, or add --published")
-    table = build_table(runs, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
-                        methods=methods, published=load_published() if published else ())
+                          hint="add --partial to show the --limit runs there" if limited else
+                          "run `corrbench run --method M --benchmark B` first, or add --published")
+    table = build_table(results, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
+                        methods=methods, protocol=protocol, partial=partial,
+                        all_benchmarks=all_benchmarks or fmt in ("csv", "json"),  # the width limit is for reading
+                        published=load_published() if published else ())
+    if not table.rows:
+        raise ConfigError("no run or published number matches these filters",
+                          hint="each name exists, but not together; drop a --benchmark, --method or --protocol")
     click.echo(render(table, fmt))
 
 

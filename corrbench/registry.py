@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from .errors import ConfigError, UnknownNameError
 
@@ -81,6 +81,15 @@ def load_from_file(reference: str) -> tuple[str, Any]:
             f"{path} defines no {attr!r}", hint=f"did you mean {', '.join(close)}?" if close else None
         )
     return attr, getattr(module, attr)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """"did you mean 'a', 'b'?" naming the candidates close to ``name`` (case-insensitive), or None."""
+    by_lower: dict[str, str] = {}
+    for candidate in sorted(candidates):  # sorted: the same suggestion whatever the input order
+        by_lower.setdefault(candidate.lower(), candidate)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
+    return f"did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else None
 
 
 def is_file_reference(name: str) -> bool:
@@ -173,9 +182,7 @@ class Registry(Generic[T]):
         key = self._aliases.get(name, name)
         entry = self._entries.get(key)
         if entry is None:
-            candidates = list(self._entries) + list(self._aliases)
-            close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else None
+            hint = did_you_mean(name, list(self._entries) + list(self._aliases))
             listing = f"`corrbench ls {self.kind}s` lists them"
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}", hint=f"{hint} ({listing})" if hint else listing

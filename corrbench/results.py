@@ -95,15 +95,3 @@ def find_results(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except ResultsError as exc:
             problems.append(str(exc))
     return results, problems
-
-
-def latest_complete(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest complete (not partial) run per (method, benchmark name, benchmark version)."""
-    best: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for result in results:
-        if result.get("partial", True):
-            continue
-        key = (result["method"]["name"], result["benchmark"]["name"], int(result["benchmark"]["version"]))
-        if key not in best or result["created_at"] > best[key]["created_at"]:
-            best[key] = result
-    return [best[k] for k in sorted(best)]

@@ -29,7 +29,7 @@ def test_run_then_table(invoke):
     table = invoke("table", "--thresholds", "0.01", "0.05", "0.1")
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
-    assert [c.strip() for c in lines[0].split("|")[2:5]] == ["synthetic @0.01", "synthetic @0.05", "synthetic @0.1"]
+    assert [c.strip() for c in lines[0].split("|")[3:6]] == ["synthetic @0.01", "synthetic @0.05", "synthetic @0.1"]
     oracle_row = next(line for line in lines if line.startswith("| oracle"))
     assert re.findall(r"\d+\.\d", oracle_row) == ["100.0", "100.0", "100.0"]
     assert any(line.startswith("| random") for line in lines)
@@ -38,25 +38,28 @@ def test_run_then_table(invoke):
 def test_table_formats_and_filters(invoke):
     invoke("run", "--method", "oracle", "--benchmark", "synthetic", "-q")
     as_json = json.loads(invoke("table", "--format", "json", "--thresholds", "0.1").output)
-    assert as_json["rows"][0]["values"] == {"synthetic @0.1": "100.0"}
+    assert as_json["rows"][0]["values"] == {"synthetic @0.1": 100.0}
     csv = invoke("table", "--format", "csv", "-t", "0.05,0.2", "--pck-by", "point", "--avg", "category").output
-    assert csv.splitlines()[0] == "method,synthetic @0.05,synthetic @0.2"
+    assert csv.splitlines()[0] == ("method,origin,source,synthetic @0.05,synthetic @0.05 marker,synthetic @0.2,"
+                                   "synthetic @0.2 marker")
     latex = invoke("table", "--format", "latex").output
     assert "\\toprule" in latex
-    assert invoke("table", "--method", "nobody").output.strip().startswith("| method")
+    assert "unknown method 'nobody'" in invoke("table", "--method", "nobody").output
 
 
 def test_partial_runs_stay_out_of_tables(invoke):
     invoke("run", "--method", "random", "--benchmark", "synthetic", "--limit", "3", "-q")
     result = invoke("table")
-    assert result.exit_code == 2 and "no complete runs" in result.output
+    assert result.exit_code == 2 and "no complete runs" in result.output and "--partial" in result.output
 
 
 def test_table_with_published_numbers(invoke):
     result = invoke("table", "--published", "--benchmark", "spair71k", "--method", "MARCO", "-t", "0.1")
     assert result.exit_code == 0, result.output
-    assert "MARCO" in result.output and "[MARCO CVPR 2026 Table 1]" in result.output
-    assert "87.2" in result.output  # MARCO's SPair-71k PCK@0.1 with masks (paper, Table 1)
+    row = next(line for line in result.output.splitlines() if line.startswith("| MARCO (masks at training"))
+    assert "87.2" in row  # MARCO's SPair-71k PCK@0.1 with masks (paper, Table 1)
+    numbers = row.split("|")[2].strip().split(",")
+    assert any(re.search(rf"^  {n}: MARCO CVPR 2026 Table 1$", result.output, re.M) for n in numbers)
 
 
 @pytest.mark.parametrize(
