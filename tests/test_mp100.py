@@ -119,6 +119,28 @@ def test_rebuild_applies_the_curation(fake):
     assert face["keypoints_per_pair"] == {"mean": 66.67, "min": 66, "max": 67}
 
 
+def test_an_empty_keypoint_name_list_takes_the_count_from_the_annotations(fake, tmp_path):
+    # the release's 300W face: "keypoints": [] on the category record, 68 x 3 numbers in every annotation
+    split1 = json.loads((fake.annotations / "mp100_split1_test.json").read_text())
+    assert next(c for c in split1["categories"] if c["id"] == 40)["keypoints"] == []
+    build_mp100(fake.annotations, fake.image_dir, fake.data_root, pairs_per_domain=8, progress=False)
+    assert len(_lists(fake.data_root)["human_face"]) == 6
+    pairs = MP100(fake.root, domain="human_face").pairs("test")
+    assert len(pairs.pairs) == 6 and not pairs.skipped
+    assert pairs.pairs[0].num_keypoints == 68 and pairs.pairs[0].kp_ids[:2] == ("0", "1")
+
+
+def test_unnamed_keypoints_with_disagreeing_counts_are_refused(fake):
+    split1 = fake.annotations / "mp100_split1_test.json"
+    coco = json.loads(split1.read_text())
+    face = [a for a in coco["annotations"] if a["category_id"] == 40]
+    face[2]["keypoints"] = face[2]["keypoints"][:-3]
+    split1.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"mp100_split1_test\.json: category 'face' \(id 40\) lists no keypoint "
+                                        r"names .* 67 \(e\.g\. annotation 40002\), 68 \(e\.g\. annotation 40000\)"):
+        load_annotations(fake.annotations)
+
+
 def test_rebuilt_lists_use_marcos_format(fake):
     build_mp100(fake.annotations, fake.image_dir, fake.data_root, pairs_per_domain=4, progress=False)
     raw = (_pairs_dir(fake.data_root) / "pairs_clothing.json").read_bytes()

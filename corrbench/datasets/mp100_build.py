@@ -28,7 +28,10 @@ The curation, and where each choice comes from:
    (``datasets/mp100.py``, ``_build_annotation_index``) indexes exactly the files matching ``*test*.json``,
    and its released lists resolve there; MP-100 makes every category a test category of one of its five
    splits, so the union holds every category. The train/val files are never read. An image listed by more
-   than one file is taken from the first (split order).
+   than one file is taken from the first (split order). A category record's ``keypoints`` (names) may be
+   empty: the release writes ``"keypoints": []`` for both categories named "face" (ids 40 and 18), and the
+   other names are just ``"0"``, ``"1"``, ...; an empty list means "names unknown", and the count is taken
+   from the category's annotations (which must agree; a file where they do not is refused).
 2. One instance per image and category: the annotation of that category with the most visible keypoints
    (ties: the lowest annotation id). MARCO's loader instead concatenates the keypoints of every instance in
    the image; corrbench pairs one object with one object. Visible means COCO ``v > 0`` (MARCO's loader).
@@ -36,11 +39,12 @@ The curation, and where each choice comes from:
 4. Remove the categories overlapping SPair-71k's training classes (``SPAIR_OVERLAP``, the paper's list).
 5. The five domains (``DOMAINS``) and their categories (``CATEGORIES``): derived from the category ids in
    MARCO's released lists and MP-100's category names. Human face is MP-100 category 40 (300W, 68 landmarks;
-   MP-100 also has a 19-point "face", id 18, from AFLW, which is not used); apparel is the 12 DeepFashion2
-   categories without ``shorts``; animal body is the 29 AP-10K bodies left after the overlaps plus fly,
-   locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb faces left; home furniture
+   MP-100 has a second category named "face", id 18, supercategory "person", whose 100 annotations in
+   ``mp100_split5_test.json`` hold 19 keypoints each on images under ``amur_tiger_body/``: not used);
+   apparel is the 12 DeepFashion2 categories without ``shorts``; animal body is the 29 AP-10K bodies left
+   after the overlaps plus fly, locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb faces left; home furniture
    is sofa (the paper's "couch"), table, bed and swivelchair, not chair. Categories of no domain (birds,
-   person, hand, the AFLW face, chair, shorts, suv) are simply not used.
+   person, hand, the id-18 face, chair, shorts, suv) are simply not used.
 6. Pairs: ordered (source, target) pairs of two different images of one category that share at least
    ``MIN_SHARED`` = 3 keypoints visible in both (corrbench's choice, the per-image bar of step 3 applied to
    the pair, as AP-10K's test pairs do, so that no pair is unscorable).
@@ -286,7 +290,7 @@ class AnnotationIndex:
 
     root: Path
     files: dict[str, str]  # annotation file name -> sha256
-    categories: dict[int, dict[str, Any]]  # id -> {"name": str, "keypoints": [names] or None}
+    categories: dict[int, dict[str, Any]]  # id -> {"name": str, "keypoints": [names], or None when not given}
     images: dict[str, ImageRecord]
     instances: dict[str, list[Instance]]  # by file_name, in annotation-id order
     problems: dict[str, list[str]]  # file_name (or annotation file) -> what was malformed there
@@ -361,7 +365,9 @@ def _add_coco_file(index: AnnotationIndex, path: Path, raw: bytes) -> None:
             problems.append(f"category entry {cat!r:.80} has no integer 'id' and string 'name'")
             continue
         names = cat.get("keypoints")
-        entry = {"name": cat["name"], "keypoints": list(names) if isinstance(names, list) else None}
+        # An empty (or absent) name list means the names are unknown, not that the category has no keypoints:
+        # MP-100's release writes "keypoints": [] for 300W's face (id 40, 68 landmarks) and for id 18.
+        entry = {"name": cat["name"], "keypoints": list(names) if isinstance(names, list) and names else None}
         file_categories[cat["id"]] = entry
         index.categories.setdefault(cat["id"], entry)
     local_images: dict[int, str] = {}  # image ids are resolved within their own file
@@ -372,13 +378,32 @@ def _add_coco_file(index: AnnotationIndex, path: Path, raw: bytes) -> None:
             continue
         local_images[record.image_id] = record.file_name
         index.images.setdefault(record.file_name, record)
+    counts: dict[int, dict[int, int]] = {}  # category id -> keypoint count -> an annotation id with that count
     for ann in data["annotations"]:
         file_name = local_images.get(ann.get("image_id")) if isinstance(ann, dict) else None
         instance = _instance(ann, file_categories, file_name)
         if isinstance(instance, str):
             index.problems.setdefault(file_name or path.name, []).append(f"{path.name}: {instance}")
-        elif index.images[file_name].annotation_file == path.name:  # an image repeated in a later file is skipped
+            continue
+        counts.setdefault(instance.category_id, {}).setdefault(len(instance.xy), instance.ann_id)
+        if index.images[file_name].annotation_file == path.name:  # an image repeated in a later file is skipped
             index.instances.setdefault(file_name, []).append(instance)
+    _check_unnamed_counts(path, file_categories, counts)
+
+
+def _check_unnamed_counts(path: Path, categories: Mapping[int, dict[str, Any]],
+                          counts: Mapping[int, Mapping[int, int]]) -> None:
+    """A category without keypoint names takes its keypoint count from its annotations, which must agree:
+    with no name list to say which count is right, a disagreement is an error, not a skipped annotation."""
+    for category_id, found in counts.items():
+        if categories[category_id]["keypoints"] is None and len(found) > 1:
+            listed = ", ".join(f"{n} (e.g. annotation {ann_id})" for n, ann_id in sorted(found.items()))
+            raise DataError(
+                f"{path}: category {categories[category_id]['name']!r} (id {category_id}) lists no keypoint names "
+                f"and its annotations disagree on the keypoint count: {listed}",
+                hint="the file is damaged or not MP-100's release; download the annotation files again from "
+                + ANNOTATIONS_URL,
+            )
 
 
 def _image_record(image: Any, file_label: str) -> ImageRecord | str:
