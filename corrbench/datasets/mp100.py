@@ -46,6 +46,7 @@ from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
 from .mp100_build import (
     ANNOTATIONS_DIR,
     ANNOTATIONS_URL,
+    CATEGORIES,
     CATEGORY_BY_ID,
     DATA_DIR,
     IMAGES_DIR,
@@ -156,7 +157,7 @@ class MP100(DatasetAdapter):
                                    images_root=self.images_dir, progress=progress)  # fmt: skip
         super().prepare(progress=progress, download=download)
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         if split != "test":
             raise ConfigError(f"MP-100 has only the 'test' split, got {split!r}")
         kind = self.installed_kind()
@@ -186,8 +187,15 @@ class MP100(DatasetAdapter):
             seen.add(pair_id)
             pair = self._pair(pair_id, entry, kind, index, result.skipped)
             if pair is not None:
-                result.pairs.append(pair)
+                result.add(pair, *(self.annotations_dir / index.images[rel].annotation_file
+                                   for rel in (entry.src_file, entry.trg_file)))
         return result
+
+    def missing_image_hint(self, image: Path) -> str:
+        folder = image.relative_to(self.images_dir).parts[0] if image.is_relative_to(self.images_dir) else ""
+        category = next((c for c in CATEGORIES if c.folder == folder), None)
+        source = f"{folder}/ images come from {category.source}; " if category else ""
+        return f"{source}`corrbench build-mp100` lists what is missing and where to get it"
 
     def _instance(self, rel: str, entry: PairEntry, pair_id: str, index: AnnotationIndex,
                   skipped: list[SkippedPair]) -> Instance | None:  # fmt: skip
@@ -216,12 +224,6 @@ class MP100(DatasetAdapter):
             self.skip(skipped, pair_id, "malformed annotation", self.annotations_dir, detail)
             return None
         category = CATEGORY_BY_ID[entry.category_id]
-        for rel in (entry.src_file, entry.trg_file):
-            if not (self.images_dir / rel).is_file():
-                detail = (f"{category.folder}/ images come from {category.source}; `corrbench build-mp100` "
-                          "lists what is missing and where to get it")  # fmt: skip
-                self.skip(skipped, pair_id, "missing image", self.images_dir / rel, detail)
-                return None
         names = index.categories.get(entry.category_id, {}).get("keypoints") or []
         kp_ids = tuple(names) if len(names) == len(src.xy) else tuple(str(k) for k in range(len(src.xy)))
         src_record, trg_record = index.images[entry.src_file], index.images[entry.trg_file]

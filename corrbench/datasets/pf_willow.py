@@ -100,7 +100,7 @@ class PFWillow(DatasetAdapter):
     def is_available(self) -> bool:
         return self.pair_list.is_file() and (self.root / IMAGES_DIR).is_dir()
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         if split != "test":
             raise ConfigError(f"PF-WILLOW has only a test split, not {split!r}", hint="use split 'test'")
         if not self.pair_list.is_file():
@@ -117,7 +117,7 @@ class PFWillow(DatasetAdapter):
         for index, (line, cells) in enumerate(rows, start=1):
             pair = self._read_row(line, index, cells, categories, result.skipped)
             if pair is not None:
-                result.pairs.append(pair)
+                result.add(pair, self.pair_list)
         return result
 
     def _image_path(self, text: str) -> Path:
@@ -144,8 +144,6 @@ class PFWillow(DatasetAdapter):
             values = np.array([float(v) for v in cells[2:]], dtype=np.float64)
         except ValueError as exc:
             return bad(f"a keypoint coordinate is not a number ({exc})")
-        if not np.isfinite(values).all():
-            return bad("a keypoint coordinate is not finite")
         n = NUM_KEYPOINTS
         src_kps = np.stack([values[0:n], values[n : 2 * n]], axis=1)
         trg_kps = np.stack([values[2 * n : 3 * n], values[3 * n : 4 * n]], axis=1)

@@ -86,7 +86,7 @@ class SPairU(SPairLayout):
 
     Options: ``annotation_layout`` (``auto``, ``marco``, ``jamais-vu``), ``spair_dir`` (SPair-71k's folder under
     the data root, default ``SPair-71k``), ``dagger_candidates`` (``new`` or ``new+original``, see the module
-    docstring), and ``check_images``.
+    docstring).
     """
 
     name = "SPair-U"
@@ -168,9 +168,9 @@ class SPairU(SPairLayout):
         if split != "test":
             raise ConfigError(f"SPair-U has only a test split, not {split!r}", hint="use split 'test'")
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         location = self.locate()
-        base = super().pairs(split, subset)  # raises the DataError of pair_folder() when nothing is there
+        base = super().read_pairs(split, subset)  # raises the DataError of pair_folder() when nothing is there
         assert location is not None
         log.info("SPair-U: read %d pairs from the %s layout (%s)", len(base.pairs), location.layout,
                  location.pair_folder)
