@@ -17,9 +17,11 @@ by default):
                 extracted as is, ``<data root>/SPair-U/datasets/SPair-U/PairAnnotation/test`` (what
                 ``corrbench download`` produces). Images and Layout come from ``SPair-U/`` when MARCO's
                 symbolic links are there, else from ``<data root>/SPair-71k/``.
-``jamais-vu``   inside SPair-71k: ``<data root>/SPair-71k/ExtraPairAnnotation/test/<stem>.json`` next to
-                ``ExtraImageAnnotation/{cat}/*.json`` (the folders Jamais Vu's loader reads with
-                ``--UNSEEN_KPS``).
+``jamais-vu``   Jamais Vu's folder names, ``ExtraPairAnnotation/test/<stem>.json`` next to
+                ``ExtraImageAnnotation/{cat}/*.json`` (the folders its loader reads with ``--UNSEEN_KPS``), inside
+                SPair-71k (``<data root>/SPair-71k/ExtraPairAnnotation``, where that loader looks) or inside the
+                SPair-U folder (``<data root>/SPair-U/ExtraPairAnnotation``: its README says to extract the
+                annotations in ``data/SPair-U``). Images and Layout as for ``marco``.
 
 ``auto`` takes the first arrangement found in that order. Which one was read is logged and returned with the
 pairs (``PairSet.notes["annotation_layout"]`` / ``["annotation_dir"]``, copied into the result).
@@ -123,7 +125,8 @@ class SPairU(SPairLayout):
             for base in (self.root, self.root / ZIP_PREFIX):
                 found.append(_Location("marco", base / "PairAnnotation" / "test", base))
         if self.annotation_layout in ("auto", "jamais-vu"):
-            found.append(_Location("jamais-vu", self.spair_root / "ExtraPairAnnotation" / "test", self.spair_root))
+            for base in (self.spair_root, self.root):
+                found.append(_Location("jamais-vu", base / "ExtraPairAnnotation" / "test", base))
         return found
 
     def locate(self) -> _Location | None:
@@ -136,7 +139,7 @@ class SPairU(SPairLayout):
         """A part of SPair-71k (JPEGImages, Layout, Segmentation): in the SPair-U folder when MARCO's
         symbolic links put it there, else in SPair-71k's own folder."""
         location = self.locate()
-        if location is not None and location.layout == "marco":
+        if location is not None and location.base != self.spair_root:
             for base in (location.base, self.root):
                 if (base / relative).exists():
                     return base / relative
