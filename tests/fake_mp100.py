@@ -127,14 +127,19 @@ def write_image(path: Path, size: tuple[int, int]) -> None:
     Image.new("RGB", size, (120, 90, 60)).save(path, quality=90)
 
 
+# where each arrangement keeps MP-100: (folder under the data root, image folder in it)
+LAYOUTS = {"corrbench": ("MP-100", "images"), "marco": ("mp100_all", "mp100")}  # MARCO's docs/data.md
+
+
 @dataclass
 class FakeMP100:
     data_root: Path
     images: dict[int, list[FakeImage]]
+    layout: str = "corrbench"
 
     @property
     def root(self) -> Path:
-        return self.data_root / "MP-100"
+        return self.data_root / LAYOUTS[self.layout][0]
 
     @property
     def annotations(self) -> Path:
@@ -142,21 +147,23 @@ class FakeMP100:
 
     @property
     def image_dir(self) -> Path:
-        return self.root / "images"
+        return self.root / LAYOUTS[self.layout][1]
 
     def image(self, file: str) -> FakeImage:
         return next(i for imgs in self.images.values() for i in imgs if i.file_name == file)
 
 
-def make_mp100(data_root: Path, *, with_images: bool = True, extras: bool = True) -> FakeMP100:
-    """A data root with MP-100's annotations (and images) for the fixture categories.
+def make_mp100(data_root: Path, *, with_images: bool = True, extras: bool = True,
+               layout: str = "corrbench") -> FakeMP100:
+    """A data root with MP-100's annotations (and images) for the fixture categories, in corrbench's
+    arrangement (``MP-100/{annotations,images}``) or MARCO's (``mp100_all/{annotations,mp100}``).
 
     ``extras`` adds what the curation must ignore or resolve: a train file with an image that must never
     be listed, an image repeated by a later test file, and a second, less visible raccoon instance with a
     LOWER annotation id on raccoon image 0 (the more visible one must win).
     """
     images = fake_images()
-    fake = FakeMP100(Path(data_root), images)
+    fake = FakeMP100(Path(data_root), images, layout)
     fake.annotations.mkdir(parents=True, exist_ok=True)
     files = coco_files(images)
     if extras:

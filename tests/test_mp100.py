@@ -446,6 +446,20 @@ def test_known_offset_gives_the_hand_computed_pck(fake, tmp_path, domain):
             [0.0, 0.0, 200 / 3, 100.0, 100.0])
 
 
+def test_marcos_arrangement_is_read_built_into_and_recorded(tmp_path):
+    fake = fake_mp100.make_mp100(tmp_path / "data", layout="marco")  # mp100_all/{annotations,mp100}
+    _install_fixture_lists(fake, tmp_path)
+    assert (fake.root / "pairs" / "pairs_human_face.json").is_file() and not (tmp_path / "data" / "MP-100").exists()
+    result = _run(fake.data_root, tmp_path, "oracle", "mp100-apparel")
+    pairs, _ = _expected_counts(fake, fake_mp100.official_lists(fake)["clothing"])
+    assert result["counts"]["pairs"] == pairs and not result["counts"]["skipped"]
+    assert result["benchmark"]["data"] == {"layout": "marco", "folder": str(fake.root)}
+    # the command's defaults follow the arrangement too
+    out = CliRunner().invoke(build_mp100_command, ["--data-root", str(fake.data_root), "-q"])
+    assert out.exit_code == 0, out.output
+    assert f"written: {fake.root / 'pairs'} (rebuilt" in out.output and "note:" not in out.output
+
+
 def test_missing_images_become_skipped_pairs(fake, tmp_path):
     _install_fixture_lists(fake, tmp_path)
     (fake.image_dir / "fly_body" / "0001.jpg").unlink()

@@ -22,6 +22,12 @@ Layout under the data root (``MP-100`` is the benchmarks' ``data_dir``)::
     MP-100/pairs/pairs_{human_face,clothing,animal_face,animal_body_unseen,furniture}.json, manifest.json
     MP-100/official/                                               MARCO's zip as downloaded and extracted
 
+MARCO's own arrangement (its docs/data.md and configs/dataset/mp-100.yaml) is read as well:
+``mp100_all/annotations/``, ``mp100_all/mp100/<category folder>/`` (the images) and ``mp100_all/pairs/`` (its
+lists, without a manifest: recognised by their sha256). ``locate_mp100`` picks the arrangement: ``MP-100/``
+when it holds the test annotation files, else ``mp100_all/`` when that does, else ``MP-100/`` (where downloads
+and builds go). The builder and the reader use the same answer, and results record it.
+
 The curation, and where each choice comes from:
 
 1. Which annotations: the union of the five ``mp100_split{1..5}_test.json`` files. MARCO's loader
@@ -90,6 +96,8 @@ DATA_DIR = "MP-100"  # the benchmarks' data_dir under the data root
 ANNOTATIONS_DIR = "annotations"
 IMAGES_DIR = "images"
 PAIRS_DIR = "pairs"
+MARCO_DATA_DIR = "mp100_all"  # MARCO: data/mp100_all/{annotations,mp100,pairs}
+MARCO_IMAGES_DIR = "mp100"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -522,8 +530,42 @@ def parse_entry(item: Any, domain: str) -> PairEntry | tuple[str, str]:
 # -- the manifest ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Folders:
+    """Where one arrangement of MP-100 keeps its parts."""
+
+    layout: str  # "corrbench" or "marco"
+    base: Path
+    images_name: str
+
+    @property
+    def annotations(self) -> Path:
+        return self.base / ANNOTATIONS_DIR
+
+    @property
+    def images(self) -> Path:
+        return self.base / self.images_name
+
+    @property
+    def pairs(self) -> Path:
+        return self.base / PAIRS_DIR
+
+    def notes(self) -> dict[str, str]:
+        return {"layout": self.layout, "folder": str(self.base)}
+
+
+def locate_mp100(data_root: Path) -> Folders:
+    """corrbench's ``MP-100/`` when it holds the test annotations, else MARCO's ``mp100_all/`` when that does,
+    else ``MP-100/`` (the place to fill)."""
+    ours = Folders("corrbench", Path(data_root) / DATA_DIR, IMAGES_DIR)
+    marco = Folders("marco", Path(data_root) / MARCO_DATA_DIR, MARCO_IMAGES_DIR)
+    if not annotation_test_files(ours.annotations) and annotation_test_files(marco.annotations):
+        return marco
+    return ours
+
+
 def pairs_dir(data_root: Path) -> Path:
-    return Path(data_root) / DATA_DIR / PAIRS_DIR
+    return locate_mp100(data_root).pairs
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -962,7 +1004,7 @@ def report_lines(manifest: Mapping[str, Any], images_root: Path | None) -> list[
               help="Install MARCO's released lists from a local copy of mp100_pairs.zip (offline).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the statistics table.")
 def build_mp100_command(annotations, images, data_root, seed, official, official_zip, quiet) -> None:
-    """Build MARCO's MP-100 benchmark pair lists into <data root>/MP-100/pairs/.
+    """Build MARCO's MP-100 benchmark pair lists into <data root>/MP-100/pairs/ (mp100_all/pairs/ in MARCO's layout).
 
     Without --official: rebuild the five lists from MP-100's test annotations (seeded, byte-identical every
     time). With --official / --official-zip: install the lists MARCO released, to evaluate the paper's pairs.
@@ -970,8 +1012,9 @@ def build_mp100_command(annotations, images, data_root, seed, official, official
     from ..data_root import resolve_data_root
 
     root = resolve_data_root(data_root)
-    annotations = annotations or root / DATA_DIR / ANNOTATIONS_DIR
-    images = images or root / DATA_DIR / IMAGES_DIR
+    folders = locate_mp100(root)
+    annotations = annotations or folders.annotations
+    images = images or folders.images
     if official or official_zip:
         manifest = install_official_lists(root, zip_path=official_zip, annotations_root=annotations,
                                           images_root=images, progress=not quiet)  # fmt: skip
@@ -980,7 +1023,7 @@ def build_mp100_command(annotations, images, data_root, seed, official, official
     if quiet:
         click.echo(statistics_table(manifest))
     click.echo(f"written: {pairs_dir(root)} ({manifest['kind']} lists; manifest {MANIFEST_FILE})")
-    expected = {root / DATA_DIR / ANNOTATIONS_DIR: annotations, root / DATA_DIR / IMAGES_DIR: images}
+    expected = {folders.annotations: annotations, folders.images: images}
     for place, given in expected.items():
         if Path(given).resolve() != place.resolve():
             click.echo(f"note: the mp100-* benchmarks read {place}; link it: ln -s {Path(given).resolve()} {place}")
