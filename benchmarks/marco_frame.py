@@ -1,13 +1,6 @@
 """The benchmarks in MARCO's own measuring frame, to compare with the paper's numbers.
 
-MARCO evaluates SPair-71k, SPair-U and MP-100 in the stretched square its network sees (770 px in the released
-configs): ground truth scaled per axis and clamped, the threshold from the per-axis-scaled target box
-(``frame="square:770"``, see corrbench/protocol.py). corrbench's default ``original`` frame differs from it by
-the unevenness of the stretch, so these variants exist beside the standard benchmarks; everything else (pairs,
-threshold mode, comparison, aggregation) is the same. PF-PASCAL and AP-10K need no variant: MARCO scales them
-uniformly, so the original frame matches up to the rounding of the short side.
-
-What the frame cannot reproduce: ``mp100-animal-body-marco``. MARCO's MP-100 loader (``datasets/mp100.py``)
+One of them cannot reproduce the paper, frame or not: ``mp100-animal-body-marco``. MARCO's MP-100 loader (``datasets/mp100.py``)
 concatenates, per image, the visible keypoints of EVERY annotation of that image (any instance, in file order),
 cuts the target list to the source's length and both to the shorter one, and scores the i-th source entry
 against the i-th target entry. That pairs different keypoint types whenever the two images' visibility
@@ -19,6 +12,13 @@ with MARCO's released lists: in animal body, 1,543 of the 2,000 pairs have at le
 different animals are not counted); 274 pairs involve an image with several annotations. In human face,
 apparel, animal face and home furniture no row is mismatched (same visibility patterns, one annotation per
 image), so there the ``*-marco`` variants score the rows MARCO scores.
+
+MARCO evaluates SPair-71k, SPair-U and MP-100 in the stretched square its network sees (770 px in the released
+configs): ground truth scaled per axis and clamped, the threshold from the per-axis-scaled target box
+(``frame="square:770"``, see corrbench/protocol.py). corrbench's default ``original`` frame differs from it by
+the unevenness of the stretch, so these variants exist beside the standard benchmarks; everything else (pairs,
+threshold mode, comparison, aggregation) is the same. PF-PASCAL and AP-10K need no variant: MARCO scales them
+uniformly, so the original frame matches up to the rounding of the short side.
 """
 
 from dataclasses import replace
