@@ -1,9 +1,9 @@
 """The benchmarks in MARCO's own measuring frame, to compare with the paper's numbers.
 
-One of them cannot reproduce the paper, frame or not: ``mp100-animal-body-marco``. MARCO's MP-100 loader (``datasets/mp100.py``)
-concatenates, per image, the visible keypoints of EVERY annotation of that image (any instance, in file order),
-cuts the target list to the source's length and both to the shorter one, and scores the i-th source entry
-against the i-th target entry. That pairs different keypoint types whenever the two images' visibility
+One of them cannot reproduce the paper, frame or not: ``mp100-animal-body-marco``. MARCO's MP-100 loader
+(``datasets/mp100.py``) concatenates, per image, the visible keypoints of EVERY annotation of that image (any
+instance, in file order), cuts the target list to the source's length and both to the shorter one, and scores
+the i-th source entry against the i-th target entry. That pairs different keypoint types whenever the two images' visibility
 patterns differ or an image has more than one annotated animal; corrbench matches keypoints by index on one
 instance per image (``corrbench.datasets.mp100``), so it scores other rows and its numbers there can differ from
 the paper's by design. Measured on MP-100's real test annotations (a public copy of mp100_split{1..5}_test.json)
