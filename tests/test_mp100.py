@@ -387,6 +387,21 @@ def test_malformed_annotations_skip_their_pairs(fake, tmp_path):
         MP100(fake.root, domain="animal_face", strict=True).pairs("test")
 
 
+def test_a_keypoint_far_off_its_image_skips_the_pair_naming_the_annotation_file(fake, tmp_path):
+    _install_fixture_lists(fake, tmp_path)
+    split2 = fake.annotations / "mp100_split2_test.json"
+    coco = json.loads(split2.read_text())
+    fox1 = next(a for a in coco["annotations"] if a["image_id"] == 4001)  # fennecfox_face/0001.jpg, 104 x 80
+    fox1["keypoints"][0:2] = [1e9, -5]
+    split2.write_text(json.dumps(coco))
+    result = MP100(fake.root, domain="animal_face").pairs("test")
+    skipped = [s for s in result.skipped if s.reason == "keypoint off the image"]
+    assert len(skipped) == 2 and {s.file for s in skipped} == {str(split2)}  # image 1 is the target of two
+    assert "keypoint 0 at (1e+09, -5) lies outside the 104x80 image" in skipped[0].detail
+    with pytest.raises(DataError, match=r"mp100_split2_test\.json: keypoint off the image"):
+        MP100(fake.root, domain="animal_face", strict=True).pairs("test")
+
+
 def test_options_are_checked(fake):
     with pytest.raises(ConfigError, match="unknown MP-100 domain"):
         MP100(fake.root, domain="apparel")
