@@ -96,7 +96,8 @@ class SPairU(SPairLayout):
         f"SPair-U needs SPair-71k ({SPAIR71K_URL}, extracted so that <data root>/SPair-71k/Layout/large/test.txt "
         f"exists) and the SPair-U annotations ({SPAIR_U_URL}), either extracted into <data root>/SPair-U (MARCO's "
         "layout: SPair-U/PairAnnotation/test/*.json, or the zip's own SPair-U/datasets/SPair-U/PairAnnotation) or "
-        "placed inside SPair-71k as ExtraPairAnnotation/test and ExtraImageAnnotation (Jamais Vu's layout)"
+        "placed inside SPair-71k (or inside SPair-U) as ExtraPairAnnotation/test and ExtraImageAnnotation (Jamais "
+        "Vu's layout)"
     )
     sources = (SPAIR71K_SOURCE, SPAIR_U_SOURCE)
     segmentation_labels = SPairLayout.segmentation_labels  # SPair-71k's images, hence its Segmentation/
