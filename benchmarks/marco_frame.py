@@ -1,4 +1,17 @@
-"""The benchmarks in MARCO's own measuring frame, to reproduce the paper's numbers exactly.
+"""The benchmarks in MARCO's own measuring frame, to compare with the paper's numbers.
+
+One of them cannot reproduce the paper, frame or not: ``mp100-animal-body-marco``. MARCO's MP-100 loader
+(``datasets/mp100.py``) concatenates, per image, the visible keypoints of EVERY annotation of that image (any
+instance, in file order), cuts the target list to the source's length and both to the shorter one, and scores
+the i-th source entry against the i-th target entry. That pairs different keypoint types whenever the two images' visibility
+patterns differ or an image has more than one annotated animal; corrbench matches keypoints by index on one
+instance per image (``corrbench.datasets.mp100``), so it scores other rows and its numbers there can differ from
+the paper's by design. Measured on MP-100's real test annotations (a public copy of mp100_split{1..5}_test.json)
+with MARCO's released lists: in animal body, 1,543 of the 2,000 pairs have at least one mismatched row and
+12,614 of the 29,056 rows MARCO scores pair two different keypoint types (a lower bound: same-type rows on
+different animals are not counted); 274 pairs involve an image with several annotations. In human face,
+apparel, animal face and home furniture no row is mismatched (same visibility patterns, one annotation per
+image), so there the ``*-marco`` variants score the rows MARCO scores.
 
 MARCO evaluates SPair-71k, SPair-U and MP-100 in the stretched square its network sees (770 px in the released
 configs): ground truth scaled per axis and clamped, the threshold from the per-axis-scaled target box

@@ -18,7 +18,7 @@ SPAIR71K = BenchmarkSpec(
     data_dir="SPair-71k",
     split="test",
     protocol=_DEFAULT_PROTOCOL,
-    adapter_options={"pair_dir": "PairAnnotation", "layout": "large", "check_images": True},
+    adapter_options={"pair_dir": "PairAnnotation", "layout": "large"},
     source="Min, Lee, Ponce, Cho. SPair-71k: A Large-scale Benchmark for Semantic Correspondence. "
     "arXiv:1908.10543, 2019. https://cvlab.postech.ac.kr/research/SPair-71k/",
 )
@@ -33,8 +33,7 @@ SPAIR_U = BenchmarkSpec(
     data_dir="SPair-U",
     split="test",
     protocol=_DEFAULT_PROTOCOL,
-    adapter_options={"annotation_layout": "auto", "spair_dir": "SPair-71k", "dagger_candidates": "new",
-                     "check_images": True},
+    adapter_options={"annotation_layout": "auto", "spair_dir": "SPair-71k", "dagger_candidates": "new"},
     source="Mariotti, Du, Bhalgat, Mac Aodha, Bilen. Jamais Vu: Exposing the Generalization Gap in Supervised "
     "Semantic Correspondence. NeurIPS 2025, arXiv:2506.08220. "
     "https://groups.inf.ed.ac.uk/hbilen-data/data/JamaisVuData/SPair-U.zip",

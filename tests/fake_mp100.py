@@ -37,7 +37,14 @@ FIXTURE_CATEGORIES = (
     (49, "sofa", "sofa", 4, 4, "mp100_split2_test.json"),
     (98, "table", "table", 4, 2, "mp100_split2_test.json"),  # only 2 images: 2 eligible pairs
     (45, "chair", "chair", 4, 4, "mp100_split2_test.json"),  # in no domain: unused
+    (18, "face", "amur_tiger_body", 19, 2, "mp100_split2_test.json"),  # the release's id-18 "face": unused
 )
+# How the release writes category records: "supercategory", "keypoints" (names), "skeleton". Both categories
+# named "face" carry an EMPTY name list ("keypoints": []) although their annotations hold 68 and 19 keypoints;
+# the animal faces are named "0", "1", ...; the rest by part.
+UNNAMED_KEYPOINTS = {40, 18}
+DIGIT_NAMED_KEYPOINTS = {4}
+SUPERCATEGORY = {40: "person", 18: "person", 4: "animal_face"}
 DOMAIN_OF = {40: "human_face", 1: "clothing", 67: "clothing", 66: "animal_body_unseen", 90: "animal_body_unseen",
              4: "animal_face", 49: "furniture", 98: "furniture"}  # fmt: skip
 OFFSET = (3.0, 4.0)  # what OffsetMatcher adds: 5 pixels away
@@ -87,11 +94,17 @@ def fake_images(categories=FIXTURE_CATEGORIES) -> dict[int, list[FakeImage]]:
 def coco_annotation(ann_id: int, image_id: int, image: FakeImage, visible=None) -> dict:
     visible = image.visible if visible is None else visible
     flat = []
-    for (x, y), v in zip(image.xy, visible):
-        flat += [x, y, 2] if v else [0, 0, 0]
+    for i, ((x, y), v) in enumerate(zip(image.xy, visible)):
+        flat += [x, y, 2 if i % 2 else 2.0] if v else [0, 0, 0]  # the release mixes 2 and 2.0
     return {"id": ann_id, "image_id": image_id, "category_id": image.category_id, "keypoints": flat,
             "num_keypoints": sum(visible), "bbox": list(image.bbox), "area": image.bbox[2] * image.bbox[3],
             "iscrowd": 0}  # fmt: skip
+
+
+def keypoint_names(category_id: int, name: str, k: int) -> list[str]:
+    if category_id in UNNAMED_KEYPOINTS:
+        return []
+    return [str(i) if category_id in DIGIT_NAMED_KEYPOINTS else f"{name}_kp{i}" for i in range(k)]
 
 
 def coco_files(images: dict[int, list[FakeImage]], categories=FIXTURE_CATEGORIES) -> dict[str, dict]:
@@ -99,8 +112,8 @@ def coco_files(images: dict[int, list[FakeImage]], categories=FIXTURE_CATEGORIES
     files: dict[str, dict] = {}
     for cid, name, _, k, _, ann_file in categories:
         coco = files.setdefault(ann_file, {"info": {}, "images": [], "annotations": [], "categories": []})
-        coco["categories"].append({"id": cid, "name": name, "supercategory": name,
-                                   "keypoints": [f"{name}_kp{i}" for i in range(k)], "skeleton": []})  # fmt: skip
+        coco["categories"].append({"supercategory": SUPERCATEGORY.get(cid, name), "id": cid, "name": name,
+                                   "keypoints": keypoint_names(cid, name, k), "skeleton": []})  # fmt: skip
         for image in images[cid]:
             image_id = cid * 1000 + image.j
             coco["images"].append({"id": image_id, "file_name": image.file_name,
@@ -114,14 +127,19 @@ def write_image(path: Path, size: tuple[int, int]) -> None:
     Image.new("RGB", size, (120, 90, 60)).save(path, quality=90)
 
 
+# where each arrangement keeps MP-100: (folder under the data root, image folder in it)
+LAYOUTS = {"corrbench": ("MP-100", "images"), "marco": ("mp100_all", "mp100")}  # MARCO's docs/data.md
+
+
 @dataclass
 class FakeMP100:
     data_root: Path
     images: dict[int, list[FakeImage]]
+    layout: str = "corrbench"
 
     @property
     def root(self) -> Path:
-        return self.data_root / "MP-100"
+        return self.data_root / LAYOUTS[self.layout][0]
 
     @property
     def annotations(self) -> Path:
@@ -129,21 +147,23 @@ class FakeMP100:
 
     @property
     def image_dir(self) -> Path:
-        return self.root / "images"
+        return self.root / LAYOUTS[self.layout][1]
 
     def image(self, file: str) -> FakeImage:
         return next(i for imgs in self.images.values() for i in imgs if i.file_name == file)
 
 
-def make_mp100(data_root: Path, *, with_images: bool = True, extras: bool = True) -> FakeMP100:
-    """A data root with MP-100's annotations (and images) for the fixture categories.
+def make_mp100(data_root: Path, *, with_images: bool = True, extras: bool = True,
+               layout: str = "corrbench") -> FakeMP100:
+    """A data root with MP-100's annotations (and images) for the fixture categories, in corrbench's
+    arrangement (``MP-100/{annotations,images}``) or MARCO's (``mp100_all/{annotations,mp100}``).
 
     ``extras`` adds what the curation must ignore or resolve: a train file with an image that must never
     be listed, an image repeated by a later test file, and a second, less visible raccoon instance with a
     LOWER annotation id on raccoon image 0 (the more visible one must win).
     """
     images = fake_images()
-    fake = FakeMP100(Path(data_root), images)
+    fake = FakeMP100(Path(data_root), images, layout)
     fake.annotations.mkdir(parents=True, exist_ok=True)
     files = coco_files(images)
     if extras:

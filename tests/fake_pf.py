@@ -8,7 +8,8 @@ GeoAware-SC puts it, ``PF-dataset-PASCAL/test_pairs_pf_pascal.csv``). Target ima
 thresholds of 120, 160 and 60 pixels.
 
 PF-WILLOW (``write_pf_willow``): PNGs in ``PF-dataset/<class>/`` and ``test_pairs.csv`` (imageA, imageB, 10
-source x, 10 source y, 10 target x, 10 target y). The target keypoints span boxes of 80 and 40 pixels
+source x, 10 source y, 10 target x, 10 target y), or the same rows as CNNGeometric's ``test_pairs_pf.csv`` beside
+or inside ``PF-dataset/``. The target keypoints span boxes of 80 and 40 pixels
 (``bbox-kp``); with the padding corner at -1 the ``bbox`` lengths are 101 and 71.
 """
 
@@ -134,11 +135,17 @@ def willow_row(src: str, trg: str, src_kps: np.ndarray, trg_kps: np.ndarray) -> 
             + list(trg_kps[:, 0]) + list(trg_kps[:, 1]))
 
 
-def write_pf_willow(data_root: Path) -> Path:
+# where each arrangement keeps the pair list: SD4Match's copy, CNNGeometric's file beside PF-dataset/ (its eval
+# scripts) or inside it (its download_datasets.py)
+WILLOW_PAIR_LISTS = {"sd4match": "test_pairs.csv", "cnngeometric": "test_pairs_pf.csv",
+                     "cnngeometric-download": "PF-dataset/test_pairs_pf.csv"}
+
+
+def write_pf_willow(data_root: Path, layout: str = "sd4match") -> Path:
     root = Path(data_root) / "pf-willow"
     for name, size in WILLOW_IMAGES.items():
         write_image(root / "PF-dataset" / f"{name}.png", size)
-    write_csv(root / "test_pairs.csv", WILLOW_HEADER, [willow_row(*p) for p in WILLOW_PAIRS])
+    write_csv(root / WILLOW_PAIR_LISTS[layout], WILLOW_HEADER, [willow_row(*p) for p in WILLOW_PAIRS])
     return root
 
 

@@ -149,13 +149,15 @@ def write_spair_u(data_root: Path, layout: str) -> Path:
         "marco": data_root / "SPair-U",
         "zip": data_root / "SPair-U" / "datasets" / "SPair-U",
         "jamais-vu": data_root / "SPair-71k",
+        "jamais-vu-in-spair-u": data_root / "SPair-U",  # Jamais Vu's folder names, extracted where its README says
     }
     base = bases[layout]
+    extra = layout.startswith("jamais-vu")
     for relative, data in spair_u_files().items():
-        if layout == "jamais-vu":
+        if extra:
             relative = "Extra" + relative  # ExtraPairAnnotation/test, ExtraImageAnnotation/<cat>
         write_json(base / relative, data)
-    return base / ("ExtraPairAnnotation" if layout == "jamais-vu" else "PairAnnotation") / "test"
+    return base / ("ExtraPairAnnotation" if extra else "PairAnnotation") / "test"
 
 
 def write_spair_u_zip(path: Path) -> Path:

@@ -381,7 +381,7 @@ def toy_adapter(source):
         def is_available(self):
             return (self.root / "sub/data.bin").exists()
 
-        def pairs(self, split, subset=None):
+        def read_pairs(self, split, subset=None):
             return PairSet([])
 
     return ToyAdapter

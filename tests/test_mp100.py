@@ -119,6 +119,28 @@ def test_rebuild_applies_the_curation(fake):
     assert face["keypoints_per_pair"] == {"mean": 66.67, "min": 66, "max": 67}
 
 
+def test_an_empty_keypoint_name_list_takes_the_count_from_the_annotations(fake, tmp_path):
+    # the release's 300W face: "keypoints": [] on the category record, 68 x 3 numbers in every annotation
+    split1 = json.loads((fake.annotations / "mp100_split1_test.json").read_text())
+    assert next(c for c in split1["categories"] if c["id"] == 40)["keypoints"] == []
+    build_mp100(fake.annotations, fake.image_dir, fake.data_root, pairs_per_domain=8, progress=False)
+    assert len(_lists(fake.data_root)["human_face"]) == 6
+    pairs = MP100(fake.root, domain="human_face").pairs("test")
+    assert len(pairs.pairs) == 6 and not pairs.skipped
+    assert pairs.pairs[0].num_keypoints == 68 and pairs.pairs[0].kp_ids[:2] == ("0", "1")
+
+
+def test_unnamed_keypoints_with_disagreeing_counts_are_refused(fake):
+    split1 = fake.annotations / "mp100_split1_test.json"
+    coco = json.loads(split1.read_text())
+    face = [a for a in coco["annotations"] if a["category_id"] == 40]
+    face[2]["keypoints"] = face[2]["keypoints"][:-3]
+    split1.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"mp100_split1_test\.json: category 'face' \(id 40\) lists no keypoint "
+                                        r"names .* 67 \(e\.g\. annotation 40002\), 68 \(e\.g\. annotation 40000\)"):
+        load_annotations(fake.annotations)
+
+
 def test_rebuilt_lists_use_marcos_format(fake):
     build_mp100(fake.annotations, fake.image_dir, fake.data_root, pairs_per_domain=4, progress=False)
     raw = (_pairs_dir(fake.data_root) / "pairs_clothing.json").read_bytes()
@@ -365,6 +387,21 @@ def test_malformed_annotations_skip_their_pairs(fake, tmp_path):
         MP100(fake.root, domain="animal_face", strict=True).pairs("test")
 
 
+def test_a_keypoint_far_off_its_image_skips_the_pair_naming_the_annotation_file(fake, tmp_path):
+    _install_fixture_lists(fake, tmp_path)
+    split2 = fake.annotations / "mp100_split2_test.json"
+    coco = json.loads(split2.read_text())
+    fox1 = next(a for a in coco["annotations"] if a["image_id"] == 4001)  # fennecfox_face/0001.jpg, 104 x 80
+    fox1["keypoints"][0:2] = [1e9, -5]
+    split2.write_text(json.dumps(coco))
+    result = MP100(fake.root, domain="animal_face").pairs("test")
+    skipped = [s for s in result.skipped if s.reason == "keypoint off the image"]
+    assert len(skipped) == 2 and {s.file for s in skipped} == {str(split2)}  # image 1 is the target of two
+    assert "keypoint 0 at (1e+09, -5) lies outside the 104x80 image" in skipped[0].detail
+    with pytest.raises(DataError, match=r"mp100_split2_test\.json: keypoint off the image"):
+        MP100(fake.root, domain="animal_face", strict=True).pairs("test")
+
+
 def test_options_are_checked(fake):
     with pytest.raises(ConfigError, match="unknown MP-100 domain"):
         MP100(fake.root, domain="apparel")
@@ -422,6 +459,20 @@ def test_known_offset_gives_the_hand_computed_pck(fake, tmp_path, domain):
     if domain == "clothing":  # targets j = 1, 1, 0 per category: T = 60, 60, 40
         assert [result["metrics"]["pck"]["image"]["all"][a] for a in ALPHAS] == pytest.approx(
             [0.0, 0.0, 200 / 3, 100.0, 100.0])
+
+
+def test_marcos_arrangement_is_read_built_into_and_recorded(tmp_path):
+    fake = fake_mp100.make_mp100(tmp_path / "data", layout="marco")  # mp100_all/{annotations,mp100}
+    _install_fixture_lists(fake, tmp_path)
+    assert (fake.root / "pairs" / "pairs_human_face.json").is_file() and not (tmp_path / "data" / "MP-100").exists()
+    result = _run(fake.data_root, tmp_path, "oracle", "mp100-apparel")
+    pairs, _ = _expected_counts(fake, fake_mp100.official_lists(fake)["clothing"])
+    assert result["counts"]["pairs"] == pairs and not result["counts"]["skipped"]
+    assert result["benchmark"]["data"] == {"layout": "marco", "folder": str(fake.root)}
+    # the command's defaults follow the arrangement too
+    out = CliRunner().invoke(build_mp100_command, ["--data-root", str(fake.data_root), "-q"])
+    assert out.exit_code == 0, out.output
+    assert f"written: {fake.root / 'pairs'} (rebuilt" in out.output and "note:" not in out.output
 
 
 def test_missing_images_become_skipped_pairs(fake, tmp_path):

@@ -221,6 +221,25 @@ def test_pf_willow_reads_the_pair_list(tmp_path):
         adapter.pairs("trn")
 
 
+@pytest.mark.parametrize("layout", sorted(fake_pf.WILLOW_PAIR_LISTS))
+def test_pf_willow_finds_the_pair_list_where_each_codebase_puts_it(tmp_path, layout):
+    root = fake_pf.write_pf_willow(tmp_path, layout)
+    adapter = willow(tmp_path)
+    assert adapter.is_available()
+    result = adapter.pairs("test")
+    assert [p.category for p in result.pairs] == ["car(G)", "duck(S)"] and not result.skipped
+    assert result.notes == {"pair_list": str(root / fake_pf.WILLOW_PAIR_LISTS[layout]), "pair_list_layout": layout}
+    assert result.pairs[0].src_image == root / "PF-dataset" / "car(G)" / "Cars_001a.png"
+
+
+def test_pf_willow_without_a_pair_list_names_every_place_it_looked(tmp_path):
+    root = fake_pf.write_pf_willow(tmp_path)
+    (root / "test_pairs.csv").unlink()
+    with pytest.raises(DataError, match="PF-WILLOW pair list not found") as info:
+        willow(tmp_path).pairs("test")
+    assert str(root / "PF-dataset" / "test_pairs_pf.csv") in str(info.value)
+
+
 def _willow_short_row(root):
     path = root / "test_pairs.csv"
     lines = path.read_text().splitlines()

@@ -120,14 +120,14 @@ def spair_u(data_root, strict=False, **options):
     return SPairU(data_root / spec.data_dir, strict=strict, **{**spec.adapter_options, **options})
 
 
-@pytest.mark.parametrize("layout", ["marco", "zip", "jamais-vu"])
+@pytest.mark.parametrize("layout", ["marco", "zip", "jamais-vu", "jamais-vu-in-spair-u"])
 def test_spair_u_reads_each_layout_and_says_which(data_root, layout, caplog):
     folder = fake_spair.write_spair_u(data_root, layout)
     adapter = spair_u(data_root)
     assert adapter.is_available()
     with caplog.at_level(logging.INFO, logger="corrbench.datasets.spair_u"):
         result = adapter.pairs("test")
-    expected_layout = "jamais-vu" if layout == "jamais-vu" else "marco"
+    expected_layout = "jamais-vu" if layout.startswith("jamais-vu") else "marco"
     assert (result.notes["annotation_layout"], result.notes["annotation_dir"]) == (expected_layout, str(folder))
     assert f"from the {expected_layout} layout" in caplog.text
     # Layout order; the dog stem has no SPair-U file and is not a pair (not reported as skipped either)

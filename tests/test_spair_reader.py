@@ -30,9 +30,10 @@ def _write_pair(root, split, stem, **overrides):
 def spair_root(tmp_path):
     root = tmp_path / "SPair-71k"
     (root / "Layout" / "large").mkdir(parents=True)
-    (root / "JPEGImages" / "cat").mkdir(parents=True)
-    Image.new("RGB", (40, 30)).save(root / "JPEGImages" / "cat" / "a.jpg")
-    Image.new("RGB", (50, 20)).save(root / "JPEGImages" / "cat" / "b.jpg")
+    for category in ("cat", "dog"):
+        (root / "JPEGImages" / category).mkdir(parents=True)
+        Image.new("RGB", (40, 30)).save(root / "JPEGImages" / category / "a.jpg")
+        Image.new("RGB", (50, 20)).save(root / "JPEGImages" / category / "b.jpg")
     stems = ["000001-a-b:cat", "000002-a-b:cat", "000003-a-b:cat", "000004-a-b:dog"]
     (root / "Layout" / "large" / "test.txt").write_text("\n".join(stems) + "\n")
     _write_pair(root, "test", stems[0])
@@ -80,3 +81,40 @@ def test_missing_dataset_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match="not found") as info:
         SPairLayout(tmp_path / "nowhere").prepare(download=False)
     assert "SPair-71k.tar.gz" in info.value.hint
+
+
+# The rules every adapter shares (DatasetAdapter.pairs): missing images and impossible keypoints ----------------
+def test_a_missing_image_is_skipped_and_named_not_a_crash_later(spair_root):
+    image = spair_root / "JPEGImages" / "dog" / "b.jpg"
+    image.unlink()
+    result = SPairLayout(spair_root).pairs("test")  # the reader's defaults: no option to ask for the check
+    assert [p.pair_id for p in result.pairs] == ["000001-a-b:cat"]
+    missing = [s for s in result.skipped if s.reason == "missing image"]
+    assert [(s.name, s.file) for s in missing] == [("000004-a-b:dog", str(image))]
+    assert "PairAnnotation/test/000004-a-b:dog.json" in missing[0].detail
+    with pytest.raises(DataError, match=r"dog/b\.jpg: missing image"):
+        SPairLayout(spair_root, missing_pair_files="ignore", strict=True).pairs("test", subset="dog")
+
+
+@pytest.mark.parametrize("trg_kps, problem", [
+    ([[5, 6], [1e9, -5]], "trg keypoint 1 at (1e+09, -5) lies outside the 50x20 image by more than 0.5"),
+    ([[5, 6], [40, 44.5]], "trg keypoint 1 at (40, 44.5) lies outside the 50x20 image"),  # last row 19, margin 25
+    ([[5, 6], [float("nan"), 15]], "trg keypoint 1 is (nan, 15): not a number"),
+])
+def test_an_impossible_keypoint_skips_its_pair_naming_the_file(spair_root, trg_kps, problem):
+    path = spair_root / "PairAnnotation" / "test" / "000004-a-b:dog.json"
+    _write_pair(spair_root, "test", "000004-a-b:dog", category="dog", trg_kps=trg_kps)
+    result = SPairLayout(spair_root).pairs("test", subset="dog")
+    assert not result.pairs
+    (skipped,) = result.skipped
+    assert (skipped.reason, skipped.file) == ("keypoint off the image", str(path)) and problem in skipped.detail
+    with pytest.raises(DataError, match=r"000004-a-b:dog\.json: keypoint off the image: trg keypoint 1"):
+        SPairLayout(spair_root, strict=True).pairs("test", subset="dog")
+
+
+def test_keypoints_slightly_outside_the_image_are_kept(spair_root):
+    # real annotations sit outside sometimes (MP-100: up to 0.26 of the longer side); 0.5 of it is accepted
+    _write_pair(spair_root, "test", "000004-a-b:dog", category="dog", trg_kps=[[-25, 6], [74, 44]],
+                src_kps=[[-20, 4], [59, 49]])  # 50 x 20 target (margin 25 px), 40 x 30 source (margin 20 px)
+    assert [p.pair_id for p in SPairLayout(spair_root, strict=True).pairs("test", subset="dog").pairs] == [
+        "000004-a-b:dog"]

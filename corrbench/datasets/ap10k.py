@@ -152,7 +152,7 @@ class AP10K(DatasetAdapter):
                     f"run `corrbench build-ap10k --data-root {self.data_root}`\n  " + hint)
         return hint
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         folder = self.pair_folder(split)
         if not folder.is_dir():
             raise DataError(f"AP-10K pair folder not found: {folder}",
@@ -167,9 +167,9 @@ class AP10K(DatasetAdapter):
         result = PairSet(pairs=[], notes=self.build_notes())
         images: dict[Path, dict[str, Any] | tuple[str, Path, str]] = {}  # each annotation file read once
         for category, _, path in sorted(listed):
-            pair = self._read_pair(path, category, images, result.skipped)
-            if pair is not None:
-                result.pairs.append(pair)
+            read = self._read_pair(path, category, images, result.skipped)
+            if read is not None:
+                result.add(*read)
         return result
 
     def build_notes(self) -> dict[str, Any]:
@@ -193,7 +193,9 @@ class AP10K(DatasetAdapter):
 
     # -------------------------------------------------------------------------------------------- reading
 
-    def _read_pair(self, path: Path, category: str, images: dict, skipped: list[SkippedPair]) -> Pair | None:
+    def _read_pair(self, path: Path, category: str, images: dict,
+                   skipped: list[SkippedPair]) -> tuple[Pair, Path, Path] | None:
+        """The pair of one pair file and the image annotations its keypoints come from, or None (skipped)."""
         stem = path.stem
         if ":" not in stem:
             self.skip(skipped, stem, "malformed pair file", path, "the name must be <src>-<trg>:<category>.json")
@@ -203,7 +205,7 @@ class AP10K(DatasetAdapter):
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             self.skip(skipped, stem, "malformed pair file", path, f"not valid JSON ({exc})")
             return None
-        ends = {}
+        ends, files = {}, {}
         for end in ("src", "trg"):
             value = data.get(f"{end}_json_path") if isinstance(data, dict) else None
             json_path = self._resolve(value)
@@ -218,14 +220,14 @@ class AP10K(DatasetAdapter):
                 reason, file, detail = record
                 self.skip(skipped, stem, reason, file, f"{detail} (named by {path})")
                 return None
-            ends[end] = record
+            ends[end], files[end] = record, json_path
         src, trg = ends["src"], ends["trg"]
         if not (src["visible"] & trg["visible"]).any():
             # not malformed (v==2 can empty a pair the builder kept under v > 0), so never an error in strict mode
             detail = f"no keypoint is visible ({self.visibility}) in both images"
             skipped.append(SkippedPair(stem, SKIP_NO_VALID, str(path), detail))
             return None
-        return Pair(
+        pair = Pair(
             pair_id=stem, category=category,
             src_image=src["image"], trg_image=trg["image"],
             src_size=src["size"], trg_size=trg["size"],
@@ -236,6 +238,7 @@ class AP10K(DatasetAdapter):
             meta={"src_species": src["species"], "trg_species": trg["species"],
                   "src_family": src["family"], "trg_family": trg["family"]},
         )
+        return pair, files["src"], files["trg"]
 
     def _resolve(self, value: Any) -> Path | None:
         """The annotation file under this dataset folder, from a relative, repository or absolute path."""
@@ -277,8 +280,6 @@ class AP10K(DatasetAdapter):
         keypoints = keypoints.reshape(NUM_KEYPOINTS, 3)
         v = keypoints[:, 2]
         image = self.root.joinpath(JPEG_DIR, *json_path.relative_to(self.root / IMAGE_DIR).with_suffix(".jpg").parts)
-        if not image.is_file():
-            return "missing image", image, "the image file does not exist"
         return {
             "image": image, "size": size, "kps": keypoints[:, :2],
             "visible": v > 0 if self.visibility == "v>0" else v == 2,

@@ -4,7 +4,9 @@ The lists (``<data root>/MP-100/pairs/pairs_<domain>.json``) come from ``corrben
 released lists (``--official``) or lists rebuilt with the paper's curation (see ``mp100_build``, which also
 holds the domains, categories and annotation reader this adapter uses). Each entry names two images of one
 category, relative to ``MP-100/images/``; their keypoints and boxes come from MP-100's ``mp100_split*_test.json``
-files in ``MP-100/annotations/``.
+files in ``MP-100/annotations/``. MARCO's arrangement (``mp100_all/{annotations,mp100,pairs}``) is read too
+(``mp100_build.locate_mp100``); the arrangement read is returned with the pairs (``PairSet.notes``: ``layout``,
+``folder``) and so recorded in the result.
 
 Keypoints are matched BY INDEX, a deliberate difference from MARCO's loader. An MP-100 category has a fixed
 list of K keypoints, so row k of the source and row k of the target are the same semantic point; a row is
@@ -46,13 +48,14 @@ from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
 from .mp100_build import (
     ANNOTATIONS_DIR,
     ANNOTATIONS_URL,
+    CATEGORIES,
     CATEGORY_BY_ID,
     DATA_DIR,
     IMAGES_DIR,
     KINDS,
     OFFICIAL_PAIR_LISTS,
-    PAIRS_DIR,
     AnnotationIndex,
+    Folders,
     Instance,
     PairEntry,
     annotation_test_files,
@@ -62,6 +65,7 @@ from .mp100_build import (
     install_official_lists,
     list_kind,
     load_annotations,
+    locate_mp100,
     parse_entry,
 )
 
@@ -97,7 +101,8 @@ class MP100(DatasetAdapter):
     instructions = (
         "MARCO's MP-100 benchmark reads <data root>/MP-100/: annotations/ (MP-100's COCO files), images/ (the "
         "category folders, assembled from the source datasets) and pairs/ (installed by `corrbench build-mp100 "
-        "--official`, MARCO's released lists, or rebuilt by `corrbench build-mp100`)"
+        "--official`, MARCO's released lists, or rebuilt by `corrbench build-mp100`); MARCO's arrangement, "
+        "<data root>/mp100_all/{annotations,mp100,pairs}, is read as it is"
     )
     sources = (MP100_ANNOTATIONS, MP100_IMAGES, OFFICIAL_PAIR_LISTS)
 
@@ -109,20 +114,25 @@ class MP100(DatasetAdapter):
         self.wanted_kind = pairs
 
     @property
+    def folders(self) -> Folders:
+        """corrbench's ``MP-100/`` or MARCO's ``mp100_all/`` (see ``mp100_build.locate_mp100``)."""
+        return locate_mp100(self.data_root)
+
+    @property
     def annotations_dir(self) -> Path:
-        return self.root / ANNOTATIONS_DIR
+        return self.folders.annotations
 
     @property
     def images_dir(self) -> Path:
-        return self.root / IMAGES_DIR
+        return self.folders.images
 
     @property
     def list_path(self) -> Path:
-        return self.root / PAIRS_DIR / self.domain.list_file
+        return self.folders.pairs / self.domain.list_file
 
     def installed_kind(self) -> str | None:
         """"official", "rebuilt", "unrecorded" (a list no manifest describes), or None when there is none."""
-        return list_kind(self.root / PAIRS_DIR, self.domain.key)
+        return list_kind(self.folders.pairs, self.domain.key)
 
     def _accepts(self, kind: str | None) -> bool:
         return kind is not None and (self.wanted_kind is None or kind == self.wanted_kind)
@@ -156,7 +166,7 @@ class MP100(DatasetAdapter):
                                    images_root=self.images_dir, progress=progress)  # fmt: skip
         super().prepare(progress=progress, download=download)
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         if split != "test":
             raise ConfigError(f"MP-100 has only the 'test' split, got {split!r}")
         kind = self.installed_kind()
@@ -169,7 +179,7 @@ class MP100(DatasetAdapter):
         index = load_annotations(self.annotations_dir)
         check_category_names(index)
         wanted = None if subset is None else {c.strip() for c in subset.split(",") if c.strip()}
-        result = PairSet(pairs=[])
+        result = PairSet(pairs=[], notes=self.folders.notes())
         seen: set[str] = set()
         for position, item in enumerate(items):
             entry = parse_entry(item, self.domain.key)
@@ -186,8 +196,15 @@ class MP100(DatasetAdapter):
             seen.add(pair_id)
             pair = self._pair(pair_id, entry, kind, index, result.skipped)
             if pair is not None:
-                result.pairs.append(pair)
+                result.add(pair, *(self.annotations_dir / index.images[rel].annotation_file
+                                   for rel in (entry.src_file, entry.trg_file)))
         return result
+
+    def missing_image_hint(self, image: Path) -> str:
+        folder = image.relative_to(self.images_dir).parts[0] if image.is_relative_to(self.images_dir) else ""
+        category = next((c for c in CATEGORIES if c.folder == folder), None)
+        source = f"{folder}/ images come from {category.source}; " if category else ""
+        return f"{source}`corrbench build-mp100` lists what is missing and where to get it"
 
     def _instance(self, rel: str, entry: PairEntry, pair_id: str, index: AnnotationIndex,
                   skipped: list[SkippedPair]) -> Instance | None:  # fmt: skip
@@ -216,12 +233,6 @@ class MP100(DatasetAdapter):
             self.skip(skipped, pair_id, "malformed annotation", self.annotations_dir, detail)
             return None
         category = CATEGORY_BY_ID[entry.category_id]
-        for rel in (entry.src_file, entry.trg_file):
-            if not (self.images_dir / rel).is_file():
-                detail = (f"{category.folder}/ images come from {category.source}; `corrbench build-mp100` "
-                          "lists what is missing and where to get it")  # fmt: skip
-                self.skip(skipped, pair_id, "missing image", self.images_dir / rel, detail)
-                return None
         names = index.categories.get(entry.category_id, {}).get("keypoints") or []
         kp_ids = tuple(names) if len(names) == len(src.xy) else tuple(str(k) for k in range(len(src.xy)))
         src_record, trg_record = index.images[entry.src_file], index.images[entry.trg_file]

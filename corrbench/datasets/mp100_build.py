@@ -22,13 +22,22 @@ Layout under the data root (``MP-100`` is the benchmarks' ``data_dir``)::
     MP-100/pairs/pairs_{human_face,clothing,animal_face,animal_body_unseen,furniture}.json, manifest.json
     MP-100/official/                                               MARCO's zip as downloaded and extracted
 
+MARCO's own arrangement (its docs/data.md and configs/dataset/mp-100.yaml) is read as well:
+``mp100_all/annotations/``, ``mp100_all/mp100/<category folder>/`` (the images) and ``mp100_all/pairs/`` (its
+lists, without a manifest: recognised by their sha256). ``locate_mp100`` picks the arrangement: ``MP-100/``
+when it holds the test annotation files, else ``mp100_all/`` when that does, else ``MP-100/`` (where downloads
+and builds go). The builder and the reader use the same answer, and results record it.
+
 The curation, and where each choice comes from:
 
 1. Which annotations: the union of the five ``mp100_split{1..5}_test.json`` files. MARCO's loader
    (``datasets/mp100.py``, ``_build_annotation_index``) indexes exactly the files matching ``*test*.json``,
    and its released lists resolve there; MP-100 makes every category a test category of one of its five
    splits, so the union holds every category. The train/val files are never read. An image listed by more
-   than one file is taken from the first (split order).
+   than one file is taken from the first (split order). A category record's ``keypoints`` (names) may be
+   empty: the release writes ``"keypoints": []`` for both categories named "face" (ids 40 and 18), and the
+   other names are just ``"0"``, ``"1"``, ...; an empty list means "names unknown", and the count is taken
+   from the category's annotations (which must agree; a file where they do not is refused).
 2. One instance per image and category: the annotation of that category with the most visible keypoints
    (ties: the lowest annotation id). MARCO's loader instead concatenates the keypoints of every instance in
    the image; corrbench pairs one object with one object. Visible means COCO ``v > 0`` (MARCO's loader).
@@ -36,11 +45,12 @@ The curation, and where each choice comes from:
 4. Remove the categories overlapping SPair-71k's training classes (``SPAIR_OVERLAP``, the paper's list).
 5. The five domains (``DOMAINS``) and their categories (``CATEGORIES``): derived from the category ids in
    MARCO's released lists and MP-100's category names. Human face is MP-100 category 40 (300W, 68 landmarks;
-   MP-100 also has a 19-point "face", id 18, from AFLW, which is not used); apparel is the 12 DeepFashion2
-   categories without ``shorts``; animal body is the 29 AP-10K bodies left after the overlaps plus fly,
-   locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb faces left; home furniture
+   MP-100 has a second category named "face", id 18, supercategory "person", whose 100 annotations in
+   ``mp100_split5_test.json`` hold 19 keypoints each on images under ``amur_tiger_body/``: not used);
+   apparel is the 12 DeepFashion2 categories without ``shorts``; animal body is the 29 AP-10K bodies left
+   after the overlaps plus fly, locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb faces left; home furniture
    is sofa (the paper's "couch"), table, bed and swivelchair, not chair. Categories of no domain (birds,
-   person, hand, the AFLW face, chair, shorts, suv) are simply not used.
+   person, hand, the id-18 face, chair, shorts, suv) are simply not used.
 6. Pairs: ordered (source, target) pairs of two different images of one category that share at least
    ``MIN_SHARED`` = 3 keypoints visible in both (corrbench's choice, the per-image bar of step 3 applied to
    the pair, as AP-10K's test pairs do, so that no pair is unscorable).
@@ -86,6 +96,8 @@ DATA_DIR = "MP-100"  # the benchmarks' data_dir under the data root
 ANNOTATIONS_DIR = "annotations"
 IMAGES_DIR = "images"
 PAIRS_DIR = "pairs"
+MARCO_DATA_DIR = "mp100_all"  # MARCO: data/mp100_all/{annotations,mp100,pairs}
+MARCO_IMAGES_DIR = "mp100"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -286,7 +298,7 @@ class AnnotationIndex:
 
     root: Path
     files: dict[str, str]  # annotation file name -> sha256
-    categories: dict[int, dict[str, Any]]  # id -> {"name": str, "keypoints": [names] or None}
+    categories: dict[int, dict[str, Any]]  # id -> {"name": str, "keypoints": [names], or None when not given}
     images: dict[str, ImageRecord]
     instances: dict[str, list[Instance]]  # by file_name, in annotation-id order
     problems: dict[str, list[str]]  # file_name (or annotation file) -> what was malformed there
@@ -361,7 +373,9 @@ def _add_coco_file(index: AnnotationIndex, path: Path, raw: bytes) -> None:
             problems.append(f"category entry {cat!r:.80} has no integer 'id' and string 'name'")
             continue
         names = cat.get("keypoints")
-        entry = {"name": cat["name"], "keypoints": list(names) if isinstance(names, list) else None}
+        # An empty (or absent) name list means the names are unknown, not that the category has no keypoints:
+        # MP-100's release writes "keypoints": [] for 300W's face (id 40, 68 landmarks) and for id 18.
+        entry = {"name": cat["name"], "keypoints": list(names) if isinstance(names, list) and names else None}
         file_categories[cat["id"]] = entry
         index.categories.setdefault(cat["id"], entry)
     local_images: dict[int, str] = {}  # image ids are resolved within their own file
@@ -372,13 +386,32 @@ def _add_coco_file(index: AnnotationIndex, path: Path, raw: bytes) -> None:
             continue
         local_images[record.image_id] = record.file_name
         index.images.setdefault(record.file_name, record)
+    counts: dict[int, dict[int, int]] = {}  # category id -> keypoint count -> an annotation id with that count
     for ann in data["annotations"]:
         file_name = local_images.get(ann.get("image_id")) if isinstance(ann, dict) else None
         instance = _instance(ann, file_categories, file_name)
         if isinstance(instance, str):
             index.problems.setdefault(file_name or path.name, []).append(f"{path.name}: {instance}")
-        elif index.images[file_name].annotation_file == path.name:  # an image repeated in a later file is skipped
+            continue
+        counts.setdefault(instance.category_id, {}).setdefault(len(instance.xy), instance.ann_id)
+        if index.images[file_name].annotation_file == path.name:  # an image repeated in a later file is skipped
             index.instances.setdefault(file_name, []).append(instance)
+    _check_unnamed_counts(path, file_categories, counts)
+
+
+def _check_unnamed_counts(path: Path, categories: Mapping[int, dict[str, Any]],
+                          counts: Mapping[int, Mapping[int, int]]) -> None:
+    """A category without keypoint names takes its keypoint count from its annotations, which must agree:
+    with no name list to say which count is right, a disagreement is an error, not a skipped annotation."""
+    for category_id, found in counts.items():
+        if categories[category_id]["keypoints"] is None and len(found) > 1:
+            listed = ", ".join(f"{n} (e.g. annotation {ann_id})" for n, ann_id in sorted(found.items()))
+            raise DataError(
+                f"{path}: category {categories[category_id]['name']!r} (id {category_id}) lists no keypoint names "
+                f"and its annotations disagree on the keypoint count: {listed}",
+                hint="the file is damaged or not MP-100's release; download the annotation files again from "
+                + ANNOTATIONS_URL,
+            )
 
 
 def _image_record(image: Any, file_label: str) -> ImageRecord | str:
@@ -497,8 +530,42 @@ def parse_entry(item: Any, domain: str) -> PairEntry | tuple[str, str]:
 # -- the manifest ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Folders:
+    """Where one arrangement of MP-100 keeps its parts."""
+
+    layout: str  # "corrbench" or "marco"
+    base: Path
+    images_name: str
+
+    @property
+    def annotations(self) -> Path:
+        return self.base / ANNOTATIONS_DIR
+
+    @property
+    def images(self) -> Path:
+        return self.base / self.images_name
+
+    @property
+    def pairs(self) -> Path:
+        return self.base / PAIRS_DIR
+
+    def notes(self) -> dict[str, str]:
+        return {"layout": self.layout, "folder": str(self.base)}
+
+
+def locate_mp100(data_root: Path) -> Folders:
+    """corrbench's ``MP-100/`` when it holds the test annotations, else MARCO's ``mp100_all/`` when that does,
+    else ``MP-100/`` (the place to fill)."""
+    ours = Folders("corrbench", Path(data_root) / DATA_DIR, IMAGES_DIR)
+    marco = Folders("marco", Path(data_root) / MARCO_DATA_DIR, MARCO_IMAGES_DIR)
+    if not annotation_test_files(ours.annotations) and annotation_test_files(marco.annotations):
+        return marco
+    return ours
+
+
 def pairs_dir(data_root: Path) -> Path:
-    return Path(data_root) / DATA_DIR / PAIRS_DIR
+    return locate_mp100(data_root).pairs
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -937,7 +1004,7 @@ def report_lines(manifest: Mapping[str, Any], images_root: Path | None) -> list[
               help="Install MARCO's released lists from a local copy of mp100_pairs.zip (offline).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the statistics table.")
 def build_mp100_command(annotations, images, data_root, seed, official, official_zip, quiet) -> None:
-    """Build MARCO's MP-100 benchmark pair lists into <data root>/MP-100/pairs/.
+    """Build MARCO's MP-100 benchmark pair lists into <data root>/MP-100/pairs/ (mp100_all/pairs/ in MARCO's layout).
 
     Without --official: rebuild the five lists from MP-100's test annotations (seeded, byte-identical every
     time). With --official / --official-zip: install the lists MARCO released, to evaluate the paper's pairs.
@@ -945,8 +1012,9 @@ def build_mp100_command(annotations, images, data_root, seed, official, official
     from ..data_root import resolve_data_root
 
     root = resolve_data_root(data_root)
-    annotations = annotations or root / DATA_DIR / ANNOTATIONS_DIR
-    images = images or root / DATA_DIR / IMAGES_DIR
+    folders = locate_mp100(root)
+    annotations = annotations or folders.annotations
+    images = images or folders.images
     if official or official_zip:
         manifest = install_official_lists(root, zip_path=official_zip, annotations_root=annotations,
                                           images_root=images, progress=not quiet)  # fmt: skip
@@ -955,7 +1023,7 @@ def build_mp100_command(annotations, images, data_root, seed, official, official
     if quiet:
         click.echo(statistics_table(manifest))
     click.echo(f"written: {pairs_dir(root)} ({manifest['kind']} lists; manifest {MANIFEST_FILE})")
-    expected = {root / DATA_DIR / ANNOTATIONS_DIR: annotations, root / DATA_DIR / IMAGES_DIR: images}
+    expected = {folders.annotations: annotations, folders.images: images}
     for place, given in expected.items():
         if Path(given).resolve() != place.resolve():
             click.echo(f"note: the mp100-* benchmarks read {place}; link it: ln -s {Path(given).resolve()} {place}")

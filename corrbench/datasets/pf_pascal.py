@@ -117,10 +117,13 @@ def image_size(adapter: DatasetAdapter, path: Path, skipped: list[SkippedPair], 
             with Image.open(path) as image:
                 cache[path] = image.size
         except FileNotFoundError:
-            cache[path] = _ImageFailure("missing image", "")
+            cache[path] = None
         except (UnidentifiedImageError, OSError) as exc:
             cache[path] = _ImageFailure("unreadable image", f": {exc}")
     found = cache[path]
+    if found is None:  # the header is read before the pair exists, so the missing file is reported here
+        adapter.skip_missing_image(skipped, name, path, context)
+        return None
     if isinstance(found, _ImageFailure):
         adapter.skip(skipped, name, found.reason, path, context + found.detail)
         return None
@@ -189,7 +192,7 @@ class PFPascal(DatasetAdapter):
     def is_available(self) -> bool:
         return (self.root / IMAGES_DIR).is_dir() and self.find_pair_list("test") is not None
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         if split not in SPLITS:
             raise ConfigError(f"unknown PF-PASCAL split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
         path = self.find_pair_list(split)
@@ -203,13 +206,15 @@ class PFPascal(DatasetAdapter):
         categories = subset_categories(subset)
         result = PairSet(pairs=[], notes={"pair_list": str(path), "pair_list_format": fmt})
         for index, (line, cells) in enumerate(rows, start=1):
-            pair = self._read_row(path, line, index, cells, header, fmt, columns, categories, result.skipped)
-            if pair is not None:
-                result.pairs.append(pair)
+            read = self._read_row(path, line, index, cells, header, fmt, columns, categories, result.skipped)
+            if read is not None:
+                result.add(*read)
         return result
 
     def _read_row(self, path: Path, line: int, index: int, cells: list[str], header: list[str], fmt: str,
-                  columns: dict[str, int], categories: set[str] | None, skipped: list[SkippedPair]) -> Pair | None:
+                  columns: dict[str, int], categories: set[str] | None,
+                  skipped: list[SkippedPair]) -> tuple[Pair, Path, Path] | None:
+        """The pair of one row and the files its source and target keypoints come from, or None (skipped)."""
         name = f"{path.name}:{line}"
 
         def bad(detail: str) -> None:
@@ -240,8 +245,10 @@ class PFPascal(DatasetAdapter):
 
         if fmt == SD4MATCH:
             annotation = self._keypoints_from_mat(pair_id, category, src_name, trg_name, skipped)
+            src_file, trg_file = (self._mat_path(category, name) for name in (src_name, trg_name))
         else:
             annotation = _keypoints_from_row(cells, columns, bad)
+            src_file = trg_file = path
         if annotation is None:
             return None
         src_kps, trg_kps, kp_ids, src_box, trg_box = annotation
@@ -259,7 +266,7 @@ class PFPascal(DatasetAdapter):
         if src_size is None or trg_size is None:
             return None
         visible = np.ones(len(src_kps), dtype=bool)
-        return Pair(
+        pair = Pair(
             pair_id=pair_id,
             category=category,
             src_image=images / src_name,
@@ -275,11 +282,14 @@ class PFPascal(DatasetAdapter):
             kp_ids=kp_ids,
             meta=meta,
         )
+        return pair, src_file, trg_file
+
+    def _mat_path(self, category: str, image_name: str) -> Path:
+        return self.root / ANNOTATIONS_DIR / category / f"{Path(image_name).stem}.mat"
 
     def _keypoints_from_mat(self, pair_id: str, category: str, src_name: str, trg_name: str,
                             skipped: list[SkippedPair]):
-        folder = self.root / ANNOTATIONS_DIR / category
-        src_path, trg_path = folder / f"{Path(src_name).stem}.mat", folder / f"{Path(trg_name).stem}.mat"
+        src_path, trg_path = self._mat_path(category, src_name), self._mat_path(category, trg_name)
         src = self._read_mat(src_path, pair_id, skipped)
         trg = self._read_mat(trg_path, pair_id, skipped) if src is not None else None
         if src is None or trg is None:
@@ -357,8 +367,6 @@ def _keypoints_from_row(cells: list[str], columns: dict[str, int], bad):
     lengths = {name.upper(): len(v) for name, v in coords.items()}
     if len(set(lengths.values())) != 1:
         return bad(f"keypoint count mismatch: {lengths}")
-    if not all(np.isfinite(v).all() for v in coords.values()):
-        return bad("a keypoint coordinate is not finite")
     src = np.stack([coords["xa"], coords["ya"]], axis=1)
     trg = np.stack([coords["xb"], coords["yb"]], axis=1)
     return src, trg, tuple(str(i) for i in range(len(src))), None, None

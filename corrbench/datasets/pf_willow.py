@@ -6,6 +6,13 @@ On disk (``<data root>/pf-willow/``, the unified benchmark's arrangement)::
                                       motorbike(S) winebottle(M) winebottle(wC) winebottle(woC)
     test_pairs.csv                    SD4Match's copy of the CNNGeometric pair list
 
+The pair list is found where each codebase puts it (``PAIR_LISTS``, first found; the ``pair_list`` option
+names another): ``test_pairs.csv`` (SD4Match, what ``corrbench download`` fetches), CNNGeometric's own file
+``test_pairs_pf.csv`` beside ``PF-dataset/`` (where CNNGeometric's and WeakAlign's eval scripts read it) or
+inside ``PF-dataset/`` (where CNNGeometric's ``download_datasets.py`` saves it; GLU-Net reads it there). All
+three hold the same columns, and their image paths are relative to the folder that holds ``PF-dataset/``.
+Which file was read is returned with the pairs (``PairSet.notes``, copied into the result).
+
 ``test_pairs.csv``: a header, then one pair per row: ``imageA, imageB`` (paths such as
 ``PF-dataset/car(G)/<img>.png``), 20 source values (10 x's, then 10 y's) and 20 target values (10 x's, then 10
 y's); 42 columns, read by position as hpf, DHPF, CATs, CHM and the unified benchmark do. All 10 keypoints are
@@ -63,6 +70,13 @@ PF_WILLOW_IMAGES_SOURCE = DatasetSource(
     kind="archive",
     destination="pf-willow",
 )
+# (where, relative to the dataset folder; what puts it there)
+PAIR_LISTS = (
+    ("test_pairs.csv", "sd4match"),
+    ("test_pairs_pf.csv", "cnngeometric"),
+    (f"{IMAGES_DIR}/test_pairs_pf.csv", "cnngeometric-download"),
+)
+
 PF_WILLOW_PAIRS_SOURCE = DatasetSource(
     name="PF-WILLOW test pairs (SD4Match)",
     url="https://www.robots.ox.ac.uk/~xinghui/sd4match/test_pairs.csv",
@@ -77,47 +91,57 @@ class PFWillow(DatasetAdapter):
     """PF-WILLOW reader. ``root`` is ``<data root>/pf-willow``.
 
     Options: ``object_box`` (``keypoints`` or ``padded-keypoints``, see the module docstring),
-    ``pair_list`` (default ``test_pairs.csv``), ``floor_keypoints``.
+    ``pair_list`` (a path relative to ``root``; default: the first of ``PAIR_LISTS`` that exists),
+    ``floor_keypoints``.
     """
 
     name = "PF-WILLOW"
     instructions = (
         f"put PF-WILLOW under <data root>/pf-willow: extract {PF_WILLOW_IMAGES_SOURCE.url} there "
-        f"(-> pf-willow/PF-dataset/<class>/*.png) and save {PF_WILLOW_PAIRS_SOURCE.url} as pf-willow/test_pairs.csv"
+        f"(-> pf-willow/PF-dataset/<class>/*.png) and save {PF_WILLOW_PAIRS_SOURCE.url} as pf-willow/test_pairs.csv "
+        "(CNNGeometric's test_pairs_pf.csv in pf-willow/ or pf-willow/PF-dataset/ works too)"
     )
     sources = (PF_WILLOW_IMAGES_SOURCE, PF_WILLOW_PAIRS_SOURCE)
 
-    def __init__(self, root: Path, *, object_box: str = "keypoints", pair_list: str = "test_pairs.csv",
+    def __init__(self, root: Path, *, object_box: str = "keypoints", pair_list: str | None = None,
                  floor_keypoints: bool = False, **options: Any):
         super().__init__(root, **options)
         if object_box not in OBJECT_BOXES:
             raise ConfigError(f"PF-WILLOW object_box must be one of {', '.join(OBJECT_BOXES)}, got {object_box!r}")
         self.object_box = object_box
-        self.pair_list = self.root / pair_list
+        self.pair_lists = [(self.root / pair_list, "option")] if pair_list else [
+            (self.root / where, layout) for where, layout in PAIR_LISTS]
         self.floor_keypoints = bool(floor_keypoints)
         self._sizes: dict[Path, Any] = {}
 
-    def is_available(self) -> bool:
-        return self.pair_list.is_file() and (self.root / IMAGES_DIR).is_dir()
+    def find_pair_list(self) -> tuple[Path, str] | None:
+        """The pair list to read and which arrangement put it there, or None."""
+        return next(((path, layout) for path, layout in self.pair_lists if path.is_file()), None)
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def is_available(self) -> bool:
+        return self.find_pair_list() is not None and (self.root / IMAGES_DIR).is_dir()
+
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         if split != "test":
             raise ConfigError(f"PF-WILLOW has only a test split, not {split!r}", hint="use split 'test'")
-        if not self.pair_list.is_file():
-            raise DataError(f"PF-WILLOW pair list not found: {self.pair_list}", hint=self.instructions)
-        header, rows = read_csv(self.pair_list)
+        found = self.find_pair_list()
+        if found is None:
+            tried = ", ".join(str(path) for path, _ in self.pair_lists)
+            raise DataError(f"PF-WILLOW pair list not found (looked for {tried})", hint=self.instructions)
+        path, layout = found
+        header, rows = read_csv(path)
         if len(header) != NUM_COLUMNS:
             raise DataError(
-                f"{self.pair_list}: the header has {len(header)} columns, a PF-WILLOW pair list has {NUM_COLUMNS} "
+                f"{path}: the header has {len(header)} columns, a PF-WILLOW pair list has {NUM_COLUMNS} "
                 "(imageA, imageB, 10 source x, 10 source y, 10 target x, 10 target y)",
                 hint="re-download test_pairs.csv",
             )
         categories = subset_categories(subset)
-        result = PairSet(pairs=[])
+        result = PairSet(pairs=[], notes={"pair_list": str(path), "pair_list_layout": layout})
         for index, (line, cells) in enumerate(rows, start=1):
-            pair = self._read_row(line, index, cells, categories, result.skipped)
+            pair = self._read_row(path, line, index, cells, categories, result.skipped)
             if pair is not None:
-                result.pairs.append(pair)
+                result.add(pair, path)
         return result
 
     def _image_path(self, text: str) -> Path:
@@ -125,9 +149,8 @@ class PFWillow(DatasetAdapter):
         # "PF-dataset/<class>/<img>.png": the first component names the dataset folder, whatever it is called
         return self.root / IMAGES_DIR / Path(*parts[1:]) if len(parts) >= 3 else self.root / IMAGES_DIR / Path(*parts)
 
-    def _read_row(self, line: int, index: int, cells: list[str], categories: set[str] | None,
+    def _read_row(self, path: Path, line: int, index: int, cells: list[str], categories: set[str] | None,
                   skipped: list[SkippedPair]) -> Pair | None:
-        path = self.pair_list
 
         def bad(detail: str) -> None:
             self.skip(skipped, f"{path.name}:{line}", "malformed pair row", path, f"line {line}: {detail}")
@@ -144,8 +167,6 @@ class PFWillow(DatasetAdapter):
             values = np.array([float(v) for v in cells[2:]], dtype=np.float64)
         except ValueError as exc:
             return bad(f"a keypoint coordinate is not a number ({exc})")
-        if not np.isfinite(values).all():
-            return bad("a keypoint coordinate is not finite")
         n = NUM_KEYPOINTS
         src_kps = np.stack([values[0:n], values[n : 2 * n]], axis=1)
         trg_kps = np.stack([values[2 * n : 3 * n], values[3 * n : 4 * n]], axis=1)

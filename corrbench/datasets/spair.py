@@ -66,9 +66,8 @@ class SPairLayout(DatasetAdapter):
 
     Options: ``pair_dir`` (default ``PairAnnotation``), ``layout`` (``large`` or ``small``),
     ``missing_pair_files`` (``skip`` reports a layout stem without a pair file as skipped; ``ignore`` drops it
-    silently, for annotation sets that cover only some stems, like SPair-U's extra keypoints),
-    ``check_images`` (report a pair whose image file is missing as skipped, instead of failing later when the
-    image is loaded; one ``stat`` per image).
+    silently, for annotation sets that cover only some stems, like SPair-U's extra keypoints). A pair whose
+    image is missing is skipped by the base adapter, like every dataset's.
 
     Subclasses that read another dataset in this layout (the synthetic benchmark, SPair-U) point the folder
     hooks (``pair_folder``, ``images_dir``, ``masks_dir``, ``layout_file``) elsewhere; they do not inherit
@@ -95,15 +94,13 @@ class SPairLayout(DatasetAdapter):
             cls.segmentation_labels = {}
 
     def __init__(self, root: Path, *, pair_dir: str = "PairAnnotation", layout: str = "large",
-                 missing_pair_files: str = "skip", check_images: bool = False, **options: Any):
+                 missing_pair_files: str = "skip", **options: Any):
         super().__init__(root, **options)
         if missing_pair_files not in ("skip", "ignore"):
             raise ConfigError(f"missing_pair_files must be 'skip' or 'ignore', got {missing_pair_files!r}")
         if layout not in ("large", "small"):
             raise ConfigError(f"SPair layout must be 'large' or 'small', got {layout!r}")
         self.pair_dir, self.layout, self.missing_pair_files = pair_dir, layout, missing_pair_files
-        self.check_images = bool(check_images)
-        self._existing_files: dict[Path, bool] = {}
 
     # Folder hooks: where the parts of the layout live (subclasses move them).
     def layout_file(self, split: str) -> Path:
@@ -127,7 +124,7 @@ class SPairLayout(DatasetAdapter):
         if split not in SPLITS:
             raise ConfigError(f"unknown {self.name} split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         self.check_split(split)
         layout_file = self.layout_file(split)
         try:
@@ -149,19 +146,13 @@ class SPairLayout(DatasetAdapter):
                 continue
             pair = self._read_pair(path, stem, result.skipped)
             if pair is not None:
-                result.pairs.append(pair)
+                result.add(pair, path)
         return result
 
     @staticmethod
     def _subset_categories(subset: str | None) -> set[str] | None:
         """``subset`` is None (all pairs) or a comma-separated list of categories."""
         return None if subset is None else {c.strip() for c in subset.split(",") if c.strip()}
-
-    def _exists(self, path: Path) -> bool:
-        """``path.is_file()``, remembered: an image is shared by many pairs."""
-        if path not in self._existing_files:
-            self._existing_files[path] = path.is_file()
-        return self._existing_files[path]
 
     def _read_pair(self, path: Path, stem: str, skipped: list[SkippedPair]) -> Pair | None:
         data = self.load_pair_json(path, stem, skipped)
@@ -171,10 +162,6 @@ class SPairLayout(DatasetAdapter):
         category = data["category"]
         src_image = self.images_dir / category / data["src_imname"]
         trg_image = self.images_dir / category / data["trg_imname"]
-        for image in (src_image, trg_image) if self.check_images else ():
-            if not self._exists(image):
-                self.skip(skipped, stem, "missing image", image, f"named in {path}")
-                return None
         visible = np.ones(len(src_kps), dtype=bool)  # pair files list mutually visible keypoints only
         src_mask = self.masks_dir / category / f"{Path(data['src_imname']).stem}.png"
         trg_mask = self.masks_dir / category / f"{Path(data['trg_imname']).stem}.png"
@@ -195,8 +182,8 @@ class SPairLayout(DatasetAdapter):
             src_bbox=data["src_bndbox"],
             trg_bbox=data["trg_bndbox"],
             kp_ids=tuple(data["kps_ids"]),
-            src_mask=src_mask if self._exists(src_mask) else None,
-            trg_mask=trg_mask if self._exists(trg_mask) else None,
+            src_mask=src_mask if self.file_exists(src_mask) else None,
+            trg_mask=trg_mask if self.file_exists(trg_mask) else None,
             meta=meta,
         )
 
@@ -223,8 +210,6 @@ class SPairLayout(DatasetAdapter):
             return bad(f"src_kps/trg_kps are not lists of [x, y] ({exc})")
         if src_kps.shape != trg_kps.shape:
             return bad(f"src_kps has {len(src_kps)} points but trg_kps has {len(trg_kps)}")
-        if not (np.isfinite(src_kps).all() and np.isfinite(trg_kps).all()):
-            return bad("src_kps/trg_kps hold a non-finite coordinate")
         kp_ids = [str(k) for k in data.get("kps_ids", range(len(src_kps)))]
         if len(kp_ids) != len(src_kps):
             return bad(f"kps_ids has {len(kp_ids)} entries for {len(src_kps)} keypoints")

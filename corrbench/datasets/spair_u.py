@@ -17,9 +17,11 @@ by default):
                 extracted as is, ``<data root>/SPair-U/datasets/SPair-U/PairAnnotation/test`` (what
                 ``corrbench download`` produces). Images and Layout come from ``SPair-U/`` when MARCO's
                 symbolic links are there, else from ``<data root>/SPair-71k/``.
-``jamais-vu``   inside SPair-71k: ``<data root>/SPair-71k/ExtraPairAnnotation/test/<stem>.json`` next to
-                ``ExtraImageAnnotation/{cat}/*.json`` (the folders Jamais Vu's loader reads with
-                ``--UNSEEN_KPS``).
+``jamais-vu``   Jamais Vu's folder names, ``ExtraPairAnnotation/test/<stem>.json`` next to
+                ``ExtraImageAnnotation/{cat}/*.json`` (the folders its loader reads with ``--UNSEEN_KPS``), inside
+                SPair-71k (``<data root>/SPair-71k/ExtraPairAnnotation``, where that loader looks) or inside the
+                SPair-U folder (``<data root>/SPair-U/ExtraPairAnnotation``: its README says to extract the
+                annotations in ``data/SPair-U``). Images and Layout as for ``marco``.
 
 ``auto`` takes the first arrangement found in that order. Which one was read is logged and returned with the
 pairs (``PairSet.notes["annotation_layout"]`` / ``["annotation_dir"]``, copied into the result).
@@ -86,7 +88,7 @@ class SPairU(SPairLayout):
 
     Options: ``annotation_layout`` (``auto``, ``marco``, ``jamais-vu``), ``spair_dir`` (SPair-71k's folder under
     the data root, default ``SPair-71k``), ``dagger_candidates`` (``new`` or ``new+original``, see the module
-    docstring), and ``check_images``.
+    docstring).
     """
 
     name = "SPair-U"
@@ -94,7 +96,8 @@ class SPairU(SPairLayout):
         f"SPair-U needs SPair-71k ({SPAIR71K_URL}, extracted so that <data root>/SPair-71k/Layout/large/test.txt "
         f"exists) and the SPair-U annotations ({SPAIR_U_URL}), either extracted into <data root>/SPair-U (MARCO's "
         "layout: SPair-U/PairAnnotation/test/*.json, or the zip's own SPair-U/datasets/SPair-U/PairAnnotation) or "
-        "placed inside SPair-71k as ExtraPairAnnotation/test and ExtraImageAnnotation (Jamais Vu's layout)"
+        "placed inside SPair-71k (or inside SPair-U) as ExtraPairAnnotation/test and ExtraImageAnnotation (Jamais "
+        "Vu's layout)"
     )
     sources = (SPAIR71K_SOURCE, SPAIR_U_SOURCE)
     segmentation_labels = SPairLayout.segmentation_labels  # SPair-71k's images, hence its Segmentation/
@@ -123,7 +126,8 @@ class SPairU(SPairLayout):
             for base in (self.root, self.root / ZIP_PREFIX):
                 found.append(_Location("marco", base / "PairAnnotation" / "test", base))
         if self.annotation_layout in ("auto", "jamais-vu"):
-            found.append(_Location("jamais-vu", self.spair_root / "ExtraPairAnnotation" / "test", self.spair_root))
+            for base in (self.spair_root, self.root):
+                found.append(_Location("jamais-vu", base / "ExtraPairAnnotation" / "test", base))
         return found
 
     def locate(self) -> _Location | None:
@@ -136,7 +140,7 @@ class SPairU(SPairLayout):
         """A part of SPair-71k (JPEGImages, Layout, Segmentation): in the SPair-U folder when MARCO's
         symbolic links put it there, else in SPair-71k's own folder."""
         location = self.locate()
-        if location is not None and location.layout == "marco":
+        if location is not None and location.base != self.spair_root:
             for base in (location.base, self.root):
                 if (base / relative).exists():
                     return base / relative
@@ -168,9 +172,9 @@ class SPairU(SPairLayout):
         if split != "test":
             raise ConfigError(f"SPair-U has only a test split, not {split!r}", hint="use split 'test'")
 
-    def pairs(self, split: str, subset: str | None = None) -> PairSet:
+    def read_pairs(self, split: str, subset: str | None = None) -> PairSet:
         location = self.locate()
-        base = super().pairs(split, subset)  # raises the DataError of pair_folder() when nothing is there
+        base = super().read_pairs(split, subset)  # raises the DataError of pair_folder() when nothing is there
         assert location is not None
         log.info("SPair-U: read %d pairs from the %s layout (%s)", len(base.pairs), location.layout,
                  location.pair_folder)
