@@ -210,6 +210,10 @@ def match_command(method, src, trg, points, points_file, settings, weights, chec
 
     if (points is None) == (points_file is None):
         raise ConfigError("give exactly one of --points and --points-file")
+    if out is not None:  # before the model is built: a wrong file name must not cost a model load
+        from .visualize import check_picture_path
+
+        check_picture_path(out)
     queries = parse_points(points) if points is not None else read_points_file(points_file)
     options = parse_assignments(settings)
     for key, value in (("weights", weights), ("checkpoint", checkpoint)):

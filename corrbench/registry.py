@@ -209,6 +209,13 @@ def _check_method(name: str, obj: Any) -> None:
 
     if not (isinstance(obj, type) and issubclass(obj, Matcher)):
         raise ConfigError(f"method {name!r} resolves to {obj!r}, which is not a corrbench.Matcher subclass")
+    missing = sorted(getattr(obj, "__abstractmethods__", ()))
+    if missing:  # caught here, not as Python's "Can't instantiate abstract class" traceback at build time
+        raise ConfigError(
+            f"method {name!r}: class {obj.__name__} does not define {', '.join(missing)}",
+            hint="a Matcher defines match(self, batch) -> MatchOutput; a FeatureMatcher defines "
+            "extract(self, images) -> list[FeatureMap] and build_localizer(self)",
+        )
 
 
 def _check_benchmark(name: str, obj: Any) -> None:

@@ -739,6 +739,8 @@ class _Run:
         check_dtype(opts.dtype, TRAIN_DTYPES)
         if opts.max_steps is not None and opts.max_steps < 1:
             raise ConfigError("--max-steps must be a positive integer")
+        if opts.val_batch_size is not None and opts.val_batch_size < 1:
+            raise ConfigError(f"val_batch_size must be a positive integer or None, got {opts.val_batch_size}")
         self.opts = opts
         self.procs, self.device = start_processes(opts.device)
         if opts.dtype != "float32" and self.device.type not in REDUCED_PRECISION_DEVICES:
@@ -941,7 +943,8 @@ def train(opts: TrainOptions) -> TrainOutcome:
         if procs.main:
             started = time.perf_counter()
             summary = validate(run.matcher, run.val_pairs, run.spec, device, opts.dtype,
-                               opts.val_batch_size or max(1, recipe.batch_size // procs.world_size), opts.workers,
+                               opts.val_batch_size if opts.val_batch_size is not None
+                               else max(1, recipe.batch_size // procs.world_size), opts.workers,
                                progress=opts.progress)
             protocol = run.spec.protocol
             value = selection_value(summary)
