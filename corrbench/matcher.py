@@ -4,9 +4,9 @@ A subclass writes ``match(batch) -> MatchOutput``; callers use ``predict(batch)`
 without gradients and checks the answer (one finite point per query, ``(B, N, 2)``, in the original
 target-image frame), so a wrong subclass fails loudly with its name in the message.
 
-Options: a subclass declares ``Config``, a dataclass of defaults. ``Matcher(**options)`` (or
-``--set key=value`` on the command line) overrides them strictly: unknown keys and unparsable values are
-errors. ``info()`` returns what goes into a result: class, merged config, weights source and hash,
+Options: a subclass declares ``Config``, a dataclass of defaults whose fields may declare their meaning and
+valid values with ``corrbench.config.option``. ``Matcher(**options)`` (or ``--set key=value`` on the command
+line) overrides them strictly: unknown keys, unparsable or out-of-range values and unused options are errors. ``info()`` returns what goes into a result: class, merged config, weights source and hash,
 parameter counts.
 """
 
