@@ -135,7 +135,7 @@ class Rule:
 
 
 def describe_range(metadata: Mapping[str, Any]) -> str:
-    """``">= 1, multiple of 14"``, ``"one of 'a', 'b'"`` or ``""``: the valid values an option declares."""
+    """``">= 14, multiple of 14"``, ``"one of a, b"`` or ``""``: the valid values an option declares."""
     parts = []
     for key, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
         if metadata.get(key) is not None:

@@ -61,6 +61,8 @@ def _training_summary(cls: type, method: str) -> str:
 
 
 def _shown(value: Any) -> str:
+    if value is dataclasses.MISSING:
+        return "(required)"
     if value is None:
         return "none"
     if isinstance(value, tuple):
