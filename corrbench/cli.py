@@ -1,4 +1,4 @@
-"""The ``corrbench`` command line: run, table, match, bench, ls, download, build-*, train.
+"""The ``corrbench`` command line: run, table, match, bench, ls, describe, download, build-*, train.
 
 Errors a user can fix (``CorrbenchError``) are printed as one message with a hint and exit non-zero;
 ``--debug`` shows the traceback instead. Heavy modules (torch) are imported inside the commands that need
@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -19,6 +20,14 @@ from .errors import CorrbenchError
 
 class _Group(click.Group):
     """Turns CorrbenchErrors into clean messages (tracebacks only with --debug)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --debug belongs to the group, but people add it where they are typing (`corrbench run ... --debug`):
+        # move it in front of the subcommand (not past a `--`, after which everything is literal).
+        cut = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[1:cut]:
+            args = ["--debug", *(a for a in args[:cut] if a != "--debug"), *args[cut:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -36,7 +45,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors (also accepted after the subcommand).")
 @click.version_option(__version__, prog_name="corrbench")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -243,6 +252,10 @@ def match_command(method, src, trg, points, points_file, settings, weights, chec
 
     if (points is None) == (points_file is None):
         raise ConfigError("give exactly one of --points and --points-file")
+    if out is not None:  # before the model is built: a wrong file name must not cost a model load
+        from .visualize import check_picture_path
+
+        check_picture_path(out)
     queries = parse_points(points) if points is not None else read_points_file(points_file)
     options = parse_assignments(settings)
     for key, value in (("weights", weights), ("checkpoint", checkpoint)):
@@ -287,20 +300,87 @@ def download_command(benchmarks, data_root, quiet) -> None:
         click.echo(f"{name}: ready at {adapter.root}")
 
 
-@cli.command("ls")
-@click.argument("what", type=click.Choice(["methods", "benchmarks"]))
-def ls_command(what: str) -> None:
-    """List registered methods or benchmarks with one-line descriptions."""
-    from .registry import BENCHMARKS, METHODS
+#: What `corrbench ls WHAT` lists: WHAT -> (one line for `corrbench ls`, the function that prints the listing,
+#: taking the NAMES that follow WHAT). Register more with ``@_listing``.
+LISTINGS: dict[str, tuple[str, Callable[[tuple[str, ...]], None]]] = {}
 
-    registry = METHODS if what == "methods" else BENCHMARKS
-    rows = []
-    for name in registry.names():
-        try:
-            obj = registry.get(name)
-            rows.append((name, obj.description))
-        except CorrbenchError as exc:  # one broken plug-in must not hide the others
-            rows.append((name, f"(unavailable: {exc.message})"))
+
+def _listing(what: str, summary: str):
+    def decorator(show: Callable[[tuple[str, ...]], None]):
+        LISTINGS[what] = (summary, show)
+        return show
+
+    return decorator
+
+
+@cli.command("ls")
+@click.argument("what", required=False)
+@click.argument("names", nargs=-1)
+def ls_command(what: str | None, names: tuple[str, ...]) -> None:
+    """List what can be listed, or one kind of thing: `corrbench ls methods`, `corrbench ls options tiny-vit`."""
+    from .errors import ConfigError
+
+    if what is None:
+        _print_columns([(f"corrbench ls {kind}", summary) for kind, (summary, _) in LISTINGS.items()])
+        return
+    if what not in LISTINGS:
+        import difflib
+
+        close = difflib.get_close_matches(what, list(LISTINGS), n=1)
+        raise ConfigError(f"cannot list {what!r}", hint=(f"did you mean {close[0]!r}? " if close else "")
+                          + f"corrbench ls lists: {', '.join(LISTINGS)}")
+    LISTINGS[what][1](names)
+
+
+def _registry_listing(kind: str):
+    def show(names: tuple[str, ...]) -> None:
+        from .registry import BENCHMARKS, METHODS
+
+        _no_names(kind, names)
+        registry = METHODS if kind == "methods" else BENCHMARKS
+        rows = []
+        for name in registry.names():
+            try:
+                rows.append((name, registry.get(name).description))
+            except CorrbenchError as exc:  # one broken plug-in must not hide the others
+                rows.append((name, f"(unavailable: {exc.message})"))
+        _print_columns(rows)
+
+    return show
+
+
+_listing("methods", "registered methods, one line each")(_registry_listing("methods"))
+_listing("benchmarks", "registered benchmarks, one line each")(_registry_listing("benchmarks"))
+
+
+@_listing("options", "a method's options (--set KEY=VALUE): type, default, valid values, meaning")
+def _show_options(names: tuple[str, ...]) -> None:
+    from .errors import ConfigError
+    from .method_help import options_table
+
+    if len(names) != 1:
+        raise ConfigError("corrbench ls options takes one method", hint="e.g. corrbench ls options tiny-vit")
+    click.echo(options_table(names[0]))
+
+
+@cli.command("describe")
+@click.argument("method")
+def describe_command(method: str) -> None:
+    """A method: what it is, where it comes from, how it trains, and its options."""
+    from .method_help import describe_method
+
+    click.echo(describe_method(method))
+
+
+def _no_names(kind: str, names: tuple[str, ...]) -> None:
+    if names:
+        from .errors import ConfigError
+
+        raise ConfigError(f"corrbench ls {kind} takes no names, got {' '.join(names)}",
+                          hint="corrbench ls options METHOD lists one method's options")
+
+
+def _print_columns(rows: list[tuple[str, str]]) -> None:
     width = max((len(n) for n, _ in rows), default=0)
     for name, description in rows:
         click.echo(f"{name.ljust(width)}  {description}")

@@ -4,9 +4,9 @@ A subclass writes ``match(batch) -> MatchOutput``; callers use ``predict(batch)`
 without gradients and checks the answer (one finite point per query, ``(B, N, 2)``, in the original
 target-image frame), so a wrong subclass fails loudly with its name in the message.
 
-Options: a subclass declares ``Config``, a dataclass of defaults. ``Matcher(**options)`` (or
-``--set key=value`` on the command line) overrides them strictly: unknown keys and unparsable values are
-errors. ``info()`` returns what goes into a result: class, merged config, weights source and hash,
+Options: a subclass declares ``Config``, a dataclass of defaults whose fields may declare their meaning and
+valid values with ``corrbench.config.option``. ``Matcher(**options)`` (or ``--set key=value`` on the command
+line) overrides them strictly: unknown keys, unparsable or out-of-range values and unused options are errors. ``info()`` returns what goes into a result: class, merged config, weights source and hash,
 parameter counts.
 """
 
@@ -180,15 +180,40 @@ class FeatureMatcher(Matcher):
             else:
                 todo[image_id] = image
         if todo:
-            maps = self.extract(list(todo.values()))
-            if len(maps) != len(todo):
-                raise MatcherContractError(
-                    f"{type(self).__name__}.extract returned {len(maps)} feature maps for {len(todo)} images"
-                )
+            maps = self._extract_checked(list(todo.values()), list(todo))
             for image_id, fmap in zip(todo, maps):
                 self.feature_cache.put(key, image_id, fmap)
                 found[image_id] = fmap
         return [found[i] for i in image_ids]
+
+    def _extract_checked(self, images: list[torch.Tensor], image_ids: list[str]) -> list[FeatureMap]:
+        """``extract``, with contract errors naming this class: one finite ``FeatureMap`` per image.
+
+        Non-finite descriptors are an error, not a warning: a NaN similarity map still yields an argmax, so the
+        run would score confident garbage (with ``--dtype float16`` an overflow is the usual cause).
+        """
+        name = type(self).__name__
+        try:
+            maps = self.extract(images)
+        except MatcherContractError as exc:
+            raise MatcherContractError(f"{name}.extract: {exc.message}", hint=exc.hint) from None
+        if not isinstance(maps, (list, tuple)) or len(maps) != len(images):
+            got = f"{len(maps)} items" if isinstance(maps, (list, tuple)) else type(maps).__name__
+            raise MatcherContractError(f"{name}.extract returned {got} for {len(images)} images",
+                                       hint="return a list with one FeatureMap per image, in order")
+        for image_id, fmap in zip(image_ids, maps):
+            if not isinstance(fmap, FeatureMap):
+                raise MatcherContractError(f"{name}.extract returned a {type(fmap).__name__}, expected FeatureMap",
+                                           hint="wrap each image's (C, h, w) tensor: FeatureMap(features, transform)")
+            finite = torch.isfinite(fmap.features)
+            if not bool(finite.all()):
+                bad = int(finite.numel() - finite.sum())
+                raise MatcherContractError(
+                    f"{name}.extract returned {bad} of {finite.numel()} non-finite descriptor values for image "
+                    f"{image_id!r}",
+                    hint="check the feature computation (with --dtype float16, try bfloat16 or float32)",
+                )
+        return list(maps)
 
     def match(self, batch: PairBatch) -> MatchOutput:
         src_maps = self.features(batch.src_images, batch.src_ids)

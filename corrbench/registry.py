@@ -13,6 +13,7 @@ Unknown names get did-you-mean suggestions; two different targets under one name
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -54,6 +55,19 @@ def import_target(target: str) -> Any:
     return obj
 
 
+def file_module_name(path: Path) -> str:
+    """The module name a ``file.py:Attr`` reference is loaded under, e.g. ``corrbench_user_mine_3f2a9c01d4e5``.
+
+    Results, run directories and feature-cache keys record ``module:Class``, so the name must be the same in
+    every process (Python's ``hash(str)`` is salted per process, which made every run a new one): it hashes the
+    file's resolved path and its source, so editing the file makes a new identity and a new run.
+    """
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode() + b"\0" + resolved.read_bytes()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"corrbench_user_{stem}_{digest}"
+
+
 def load_from_file(reference: str) -> tuple[str, Any]:
     """Load ``path/to/file.py:Attr``; returns ``(Attr, object)``."""
     path_text, _, attr = reference.rpartition(":")
@@ -62,7 +76,7 @@ def load_from_file(reference: str) -> tuple[str, Any]:
         raise ConfigError(f"malformed file reference {reference!r}", hint="write it as path/to/file.py:ClassName")
     if not path.is_file():
         raise ConfigError(f"file not found: {path}", hint=f"check the path in {reference!r}")
-    module_name = f"corrbench_user_{path.stem}_{abs(hash(str(path.resolve()))):x}"
+    module_name = file_module_name(path)
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
@@ -202,6 +216,13 @@ def _check_method(name: str, obj: Any) -> None:
 
     if not (isinstance(obj, type) and issubclass(obj, Matcher)):
         raise ConfigError(f"method {name!r} resolves to {obj!r}, which is not a corrbench.Matcher subclass")
+    missing = sorted(getattr(obj, "__abstractmethods__", ()))
+    if missing:  # caught here, not as Python's "Can't instantiate abstract class" traceback at build time
+        raise ConfigError(
+            f"method {name!r}: class {obj.__name__} does not define {', '.join(missing)}",
+            hint="a Matcher defines match(self, batch) -> MatchOutput; a FeatureMatcher defines "
+            "extract(self, images) -> list[FeatureMap] and build_localizer(self)",
+        )
 
 
 def _check_benchmark(name: str, obj: Any) -> None:

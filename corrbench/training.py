@@ -514,6 +514,19 @@ def _override(obj: Any, overrides: Mapping[str, Any], owner: str) -> Any:
     return dataclasses.replace(obj, **{k: getattr(converted, k) for k in overrides})
 
 
+def canvas_notice(method: str, options: Mapping[str, Any], method_config: Any, preset: str,
+                  recipe: TrainingRecipe) -> str | None:
+    """Training images go to the recipe's ``train_resolution``; a method's ``resolution`` option is its inference
+    (and validation) canvas only. When ``--set resolution`` was given without ``train_resolution`` and the two
+    differ, say which applies where (MARCO's preset trains at 840 px whatever ``resolution`` says)."""
+    inference = getattr(method_config, "resolution", None)
+    if "resolution" not in options or "train_resolution" in options or inference in (None, recipe.train_resolution):
+        return None
+    return (f"resolution={inference} is {method}'s inference and validation canvas; training uses "
+            f"train_resolution={recipe.train_resolution} (preset {preset!r}); add --set train_resolution={inference} "
+            f"to train at {inference} px")
+
+
 def split_options(method_cls: type, recipe: TrainingRecipe, options: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """Route each ``--set`` key to the one place that knows it: the method's options, its training settings, or
     the recipe's generic fields; a key known to none, or to more than one, is an error."""
@@ -739,6 +752,8 @@ class _Run:
         check_dtype(opts.dtype, TRAIN_DTYPES)
         if opts.max_steps is not None and opts.max_steps < 1:
             raise ConfigError("--max-steps must be a positive integer")
+        if opts.val_batch_size is not None and opts.val_batch_size < 1:
+            raise ConfigError(f"val_batch_size must be a positive integer or None, got {opts.val_batch_size}")
         self.opts = opts
         self.procs, self.device = start_processes(opts.device)
         if opts.dtype != "float32" and self.device.type not in REDUCED_PRECISION_DEVICES:
@@ -756,6 +771,11 @@ class _Run:
         seed_process(opts.seed)
         self.matcher, self.trainer, self.preset, self.recipe = self._build(method_cls, dict(opts.options))
         self.matcher.to(self.device)
+        notice = canvas_notice(self.method, opts.options, getattr(self.matcher, "config", None), self.preset,
+                               self.recipe)
+        self.notices = [notice] if notice else []
+        if notice and self.procs.main:
+            click.secho(f"notice: {notice}", fg="yellow", err=True)
 
         from .config import config_to_json
 
@@ -821,6 +841,7 @@ class _Run:
                      "resize": self.train_data.resize, "masks": self.recipe.masks,
                      "val_split": VAL_SPLIT if self.opts.validate else None, "val_pairs": len(self.val_pairs)},
             "env": describe_environment(self.device, self.opts.dtype, self.recipe.batch_size, self.opts.seed),
+            "notices": self.notices,
         }
 
 
@@ -941,7 +962,8 @@ def train(opts: TrainOptions) -> TrainOutcome:
         if procs.main:
             started = time.perf_counter()
             summary = validate(run.matcher, run.val_pairs, run.spec, device, opts.dtype,
-                               opts.val_batch_size or max(1, recipe.batch_size // procs.world_size), opts.workers,
+                               opts.val_batch_size if opts.val_batch_size is not None
+                               else max(1, recipe.batch_size // procs.world_size), opts.workers,
                                progress=opts.progress)
             protocol = run.spec.protocol
             value = selection_value(summary)

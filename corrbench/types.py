@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .errors import MatcherContractError
+
 if TYPE_CHECKING:
     from .geometry import ResizeTransform
 
@@ -194,8 +196,12 @@ class FeatureMap:
     cell_rule: str = "half_pixel"
 
     def __post_init__(self) -> None:
-        if self.features.ndim != 3:
-            raise ValueError(f"FeatureMap.features must be (C, h, w), got {tuple(self.features.shape)}")
+        if not isinstance(self.features, torch.Tensor) or self.features.ndim != 3:
+            shape = tuple(self.features.shape) if isinstance(self.features, torch.Tensor) else type(self.features)
+            raise MatcherContractError(
+                f"FeatureMap.features must be one image's (C, h, w) tensor, got {shape}",
+                hint="build one FeatureMap per image, e.g. FeatureMap(features[i], transform) for a (B, C, h, w) batch",
+            )
 
     @property
     def grid_size(self) -> Size:

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import ConfigError
+
 _GAP = 16  # pixels between the two images
 _MIN_HEIGHT, _MAX_HEIGHT = 360, 520  # both images are scaled to one height in this range, for readability
 
@@ -82,8 +84,19 @@ def draw_correspondences(
     return canvas
 
 
+def check_picture_path(path: Path, option: str = "--out") -> None:
+    """Refuse, before any work is done, a file name whose extension no image writer of PIL knows (``x.txt``)."""
+    suffix = Path(path).suffix.lower()
+    formats = Image.registered_extensions()
+    if formats.get(suffix) not in Image.SAVE:
+        kind = f"a {suffix!r} file" if suffix else "a file without an extension"
+        raise ConfigError(f"{option} {path}: cannot write a picture as {kind}",
+                          hint=f"give a picture file name, e.g. {option} {Path(path).with_suffix('.png').name}")
+
+
 def save_correspondences(path: Path, *args, **kwargs) -> Path:
     path = Path(path)
+    check_picture_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     draw_correspondences(*args, **kwargs).save(path)
     return path

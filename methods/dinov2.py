@@ -22,9 +22,10 @@ from typing import ClassVar, Sequence
 
 import torch
 
+from corrbench.config import option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import Localizer, build_localizer
+from corrbench.matching import LOCALIZERS, Localizer, build_localizer
 from corrbench.types import FeatureMap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,20 +43,23 @@ class DINOv2Matcher(FeatureMatcher):
 
     @dataclasses.dataclass
     class Config:
-        weights: str | None = None  # None: the official file (torch hub cache, else download); "random"; a path
-        resolution: int = 840
-        resize: str = "longest_side_pad"
-        layer: int = -1
-        localizer: str = "argmax"
-        window: int = 7
-        sigma: float = 7.0
-        temperature: float | None = None  # None: the localiser's reference value (see the module docstring)
-        seed: int = 0  # initialisation of weights="random"
-
-        def __post_init__(self) -> None:
-            if self.resolution % PATCH:
-                raise ValueError(f"resolution {self.resolution} must be a multiple of the patch size {PATCH}")
-            ResizePolicy(self.resize, self.resolution)  # validates the policy name
+        weights: str | None = option(None, "backbone weights: none = the official file (torch hub cache, else "
+                                     "download), a path to a checkpoint, or random")
+        resolution: int = option(840, "canvas side in pixels (the longest side for longest_side_pad)",
+                                 ge=PATCH, multiple_of=PATCH)
+        resize: str = option("longest_side_pad", "how images reach the canvas: longest_side_pad (centred zero "
+                             "padding, GeoAware-SC), stretch (unified benchmark), longest_side (no padding), none",
+                             choices=ResizePolicy.KINDS)
+        layer: int = option(-1, "block whose tokens are the features (after the final LayerNorm); -1 = the last")
+        localizer: str = option("argmax", "how a similarity map becomes a point", choices=tuple(LOCALIZERS))
+        window: int = option(7, "radius of the soft-argmax window in cells (7: GeoAware-SC's 15 x 15)", ge=0,
+                             used_when={"localizer": ("window-soft-argmax",)})
+        sigma: float = option(7.0, "Gaussian suppression width in cells", gt=0,
+                              used_when={"localizer": ("gaussian-soft-argmax",)})
+        temperature: float | None = option(
+            None, "softmax temperature of the soft-argmax; none = the localiser's reference value (window 0.02, "
+            "gaussian 0.03)", gt=0, used_when={"localizer": tuple(_LOCALIZER_DEFAULT_TEMPERATURE)})
+        seed: int = option(0, "initialisation of weights=random")
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -84,7 +88,9 @@ class DINOv2Matcher(FeatureMatcher):
         if cfg.localizer == "gaussian-soft-argmax":
             settings["sigma"] = cfg.sigma
         if cfg.localizer in _LOCALIZER_DEFAULT_TEMPERATURE:
-            settings["temperature"] = cfg.temperature or _LOCALIZER_DEFAULT_TEMPERATURE[cfg.localizer]
+            # `is None`, not `or`: an explicit value is used as given (0 is refused by the option's range)
+            default = _LOCALIZER_DEFAULT_TEMPERATURE[cfg.localizer]
+            settings["temperature"] = default if cfg.temperature is None else cfg.temperature
         return build_localizer(cfg.localizer, **settings)
 
     @property

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from corrbench.config import option, redefault
 from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
 from corrbench.matching import sample_descriptors, similarity_maps
@@ -71,13 +72,15 @@ class DINOv2FineTuned(DINOv2Matcher):
 
     @dataclasses.dataclass
     class Config(DINOv2Matcher.Config):
-        resize: str = "stretch"
-        localizer: str = "gaussian-soft-argmax"
-        sigma: float = 7.0
-        temperature: float | None = UNIFIED_TEMPERATURE
-        backbone: str = "vitb14"  # vits14 etc. for small experiments and tests
-        checkpoint: str | None = None  # None: DINOv2 weights only (untrained); else a trained checkpoint file
-        trainable_blocks: int = 2
+        resize: str = redefault(DINOv2Matcher.Config, "resize", "stretch")
+        localizer: str = redefault(DINOv2Matcher.Config, "localizer", "gaussian-soft-argmax")
+        sigma: float = redefault(DINOv2Matcher.Config, "sigma", 7.0)
+        temperature: float | None = redefault(DINOv2Matcher.Config, "temperature", UNIFIED_TEMPERATURE)
+        backbone: str = option("vitb14", "DINOv2 variant (vits14, vitb14, vitl14, vitg14, optional _reg); smaller "
+                               "ones for experiments and tests")
+        checkpoint: str | None = option(None, "none = DINOv2 weights only (untrained); else a trained checkpoint "
+                                        "file (checkpoints/best.pth of `corrbench train --method dinov2-ft`)")
+        trainable_blocks: int = option(2, "last blocks fine-tuned (must match the checkpoint's)", ge=1)
 
     @property
     def backbone(self) -> str:  # DINOv2Matcher reads the backbone name from here; an option for this method

@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import torch
 
+from corrbench.config import option
 from corrbench.matcher import Matcher
 from corrbench.types import MatchOutput, PairBatch
 
@@ -17,7 +18,7 @@ class RandomMatcher(Matcher):
 
     @dataclasses.dataclass
     class Config:
-        seed: int = 0
+        seed: int = option(0, "seed of the random points (combined with each pair's id)")
 
     def match(self, batch: PairBatch) -> MatchOutput:
         points = torch.empty(batch.size, batch.max_keypoints, 2, dtype=torch.float32)

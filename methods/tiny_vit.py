@@ -8,14 +8,15 @@ its own ``seed`` option, so its numbers are reproducible; they are near chance, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from corrbench.config import Rule, option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import Localizer, build_localizer
+from corrbench.matching import LOCALIZERS, Localizer, build_localizer
 from corrbench.types import FeatureMap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,17 +48,22 @@ class TinyViTMatcher(FeatureMatcher):
 
     @dataclasses.dataclass
     class Config:
-        resolution: int = 112
-        patch_size: int = 8
-        dim: int = 64
-        depth: int = 2
-        heads: int = 4
-        seed: int = 0
-        localizer: str = "argmax"
+        resolution: int = option(112, "side of the square canvas images are stretched to (pixels)", ge=1)
+        patch_size: int = option(8, "side of a ViT patch (pixels); one feature cell per patch", ge=1)
+        dim: int = option(64, "token width", ge=1)
+        depth: int = option(2, "number of transformer blocks", ge=1)
+        heads: int = option(4, "attention heads per block", ge=1)
+        seed: int = option(0, "seed of the random initialisation (the weights depend on it only)")
+        localizer: str = option("argmax", "how a similarity map becomes a point (window/sigma/temperature: "
+                                "the localiser's defaults)", choices=tuple(LOCALIZERS))
 
-        def __post_init__(self) -> None:
-            if self.resolution % self.patch_size:
-                raise ValueError(f"resolution {self.resolution} must be a multiple of patch_size {self.patch_size}")
+        rules: ClassVar[tuple[Rule, ...]] = (
+            Rule(lambda c: c.resolution % c.patch_size == 0,
+                 "resolution {resolution} must be a multiple of patch_size {patch_size}",
+                 hint="e.g. --set resolution=112 with patch_size=8"),
+            Rule(lambda c: c.dim % c.heads == 0, "dim {dim} must be divisible by heads {heads}",
+                 hint="e.g. --set dim=64 with heads=4 (or 2, 8, ...)"),
+        )
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -102,3 +102,40 @@ def test_ls(invoke):
     methods = invoke("ls", "methods").output
     assert re.search(r"^oracle\s+Test-only", methods, re.M) and "tiny-vit" in methods
     assert "synthetic-unseen" in invoke("ls", "benchmarks").output
+
+
+def test_debug_works_after_the_subcommand_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--method", "nope", "--benchmark", "synthetic", "--debug"])
+    assert result.exit_code != 0 and type(result.exception).__name__ == "UnknownNameError"
+    plain = CliRunner().invoke(cli, ["run", "--method", "nope", "--benchmark", "synthetic"])
+    assert plain.exit_code == 2 and "unknown method 'nope'" in plain.output and "Traceback" not in plain.output
+
+
+def test_ls_alone_lists_what_can_be_listed(invoke):
+    result = invoke("ls")
+    assert result.exit_code == 0
+    for kind in ("methods", "benchmarks", "options"):
+        assert re.search(rf"^corrbench ls {kind}\s+\S", result.output, re.M), result.output
+    wrong = invoke("ls", "option", "tiny-vit")
+    assert wrong.exit_code == 2 and "did you mean 'options'" in wrong.output
+
+
+def test_ls_options_lists_types_defaults_ranges_and_meaning(invoke):
+    result = invoke("ls", "options", "tiny-vit")
+    assert result.exit_code == 0, result.output
+    assert "  dim: int = 64    valid: >= 1\n      token width\n" in result.output, result.output
+    dinov2 = invoke("ls", "options", "dinov2").output
+    assert "  resolution: int = 840    valid: >= 14, multiple of 14\n      canvas side" in dinov2, dinov2
+    assert "  window: int = 7    valid: >= 0\n" in dinov2
+    assert "      used only with localizer = window-soft-argmax\n" in dinov2
+    assert invoke("ls", "options").exit_code == 2
+
+
+def test_describe_says_what_a_method_is_and_how_it_trains(invoke):
+    oracle = invoke("describe", "oracle").output
+    assert oracle.startswith("oracle: Test-only") and "test-only: it is given the target keypoints" in oracle
+    assert "training: not trainable" in oracle and "oracle has no options" in oracle
+    ft = invoke("describe", "dinov2-ft").output
+    assert "training canvas: train_resolution=840 px in preset 'unified'" in ft
+    assert "  trainable_blocks: int = 2    valid: >= 1\n" in ft, ft

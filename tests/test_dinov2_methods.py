@@ -63,9 +63,9 @@ def test_cache_key_covers_resolution_and_layer_not_the_localiser():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"resolution": "100"}, "multiple of the patch size"),
+    ({"resolution": "100"}, "option 'resolution' .* must be >= 14, multiple of 14, got 100"),
     ({"layer": "12"}, "layer 12 does not exist"),
-    ({"resize": "squash"}, "unknown resize policy"),
+    ({"resize": "squash"}, "option 'resize' .* must be one of stretch, longest_side_pad"),
 ])
 def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -405,11 +405,11 @@ def test_options_defaults_and_cache_key():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"resolution": "60"}, "multiple of the patch size"),
-    ({"resize": "squash"}, "unknown resize"),
-    ({"interpolation": "lanczos"}, "unknown interpolation"),
+    ({"resolution": "60"}, "option 'resolution' .* multiple of 14, got 60"),
+    ({"resize": "squash"}, "option 'resize' .* one of stretch, longest_side_pad, got 'squash'"),
+    ({"interpolation": "lanczos"}, "option 'interpolation' .* one of pil, torch"),
     ({"adapter_blocks": "10,13"}, "adapter_blocks"),
-    ({"sigma": "0"}, "positive"),
+    ({"sigma": "0"}, "option 'sigma' .* must be > 0, got 0.0"),
 ])
 def test_bad_options(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -61,3 +61,42 @@ def test_file_reference_loads_a_matcher(tmp_path):
     )
     cls = METHODS.get(f"{path}:Mine")
     assert cls.__name__ == "Mine" and issubclass(cls, Matcher)
+
+
+def test_file_reference_resumes_across_processes(tmp_path, data_env):
+    """A ``file.py:Class`` method gets the same run (and resumes it) in a second process whose str hashes differ."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "echo_method.py").write_text(
+        "from corrbench import Matcher, MatchOutput\n"
+        "class Echo(Matcher):\n"
+        "    def match(self, batch):\n"
+        "        return MatchOutput(points=batch.src_kps.clone())\n"
+    )
+    args = [sys.executable, "-m", "corrbench.cli", "run", "--method", "echo_method.py:Echo", "--benchmark",
+            "synthetic", "--limit", "2", "-q"]
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    run_dirs = list((tmp_path / "results" / "synthetic" / "Echo").iterdir())
+    assert len(run_dirs) == 1, outputs  # the old salted hash made one folder per process
+    result = json.loads((run_dirs[0] / "result.json").read_text())
+    assert result["timing"]["resumed_pairs"] == 2 and result["timing"]["predicted_pairs"] == 0
+    assert result["method"]["class"].startswith("corrbench_user_echo_method_")
+
+
+def test_editing_a_file_reference_changes_its_identity(tmp_path):
+    from corrbench.registry import file_module_name
+
+    path = tmp_path / "mine.py"
+    path.write_text("X = 1\n")
+    before = file_module_name(path)
+    assert file_module_name(path) == before
+    path.write_text("X = 2\n")
+    assert file_module_name(path) != before

@@ -393,3 +393,28 @@ def test_float16_training_scales_the_loss_and_resumes_the_scaler(tmp_path, data_
     assert state["grad_scaler"]["scale"] == 65536.0
     resumed = train(options(tmp_path, max_steps=3, resume="auto", **common))
     assert resumed.steps == 3 and "grad_scaler" in torch.load(resumed.last_checkpoint, weights_only=True)
+
+
+class FixedCanvasTrainable(TinyTrainable):
+    """TinyTrainable whose preset trains at a fixed 64 px, whatever its (inference) ``resolution`` is, as MARCO's."""
+
+    def training_presets(self):
+        return {"default": TrainingRecipe(lr=3e-3, batch_size=8, epochs=1, train_resolution=64)}
+
+
+if "test-fixed-canvas" not in METHODS:
+    METHODS.register("test-fixed-canvas", FixedCanvasTrainable)
+
+
+def test_setting_resolution_alone_says_which_canvas_training_uses(tmp_path, data_env, capsys):
+    outcome = train(options(tmp_path, method="test-fixed-canvas", options={"resolution": "32"}, max_steps=1,
+                            validate=False))
+    notice = ("resolution=32 is test-fixed-canvas's inference and validation canvas; training uses "
+              "train_resolution=64 (preset 'default'); add --set train_resolution=32 to train at 32 px")
+    assert f"notice: {notice}" in capsys.readouterr().err
+    config = json.loads((outcome.directory / "train.json").read_text())
+    assert config["notices"] == [notice] and config["recipe"]["train_resolution"] == 64
+    both = train(options(tmp_path, method="test-fixed-canvas", options={"resolution": "32", "train_resolution": "32"},
+                         max_steps=1, validate=False))
+    assert "notice" not in capsys.readouterr().err
+    assert json.loads((both.directory / "train.json").read_text())["recipe"]["train_resolution"] == 32

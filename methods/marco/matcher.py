@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from corrbench.config import option
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, ResizeTransform, cells_to_pixels, pixels_to_cells, resize_image
 from corrbench.matcher import FeatureMatcher
@@ -138,30 +139,25 @@ class MARCOMatcher(FeatureMatcher):
 
     @dataclasses.dataclass
     class Config:
-        weights: str | None = None  # DINOv2 backbone: None = official file, a path, or "random"
-        checkpoint: str | None = None  # adapters + head: None = released marco_release.pth, a path, or "random"
-        resolution: int = 770
-        resize: str = "stretch"
-        sigma: float = 7.0
-        temperature: float = 10.0
-        interpolation: str = "pil"
-        backbone: str = "vitl14_reg"
-        adapter_blocks: tuple[int, ...] = (15, 24)
-        bottleneck_factor: float = 0.5
-        upsampling_stages: int = 2
-        seed: int = 0  # initialisation of checkpoint="random" (and of weights="random")
+        weights: str | None = option(None, "DINOv2 backbone: none = the official file, a path, or random")
+        checkpoint: str | None = option(None, "adapters + head: none = the released marco_release.pth, a path, "
+                                        "or random (zero adapters, random head; offline)")
+        resolution: int = option(770, "canvas side in pixels (770: the released configs; the README "
+                                 "evaluates at 840)", ge=PATCH, multiple_of=PATCH)
+        resize: str = option("stretch", "stretch (SPair-71k, SPair-U, MP-100) or longest_side_pad (PF-PASCAL, "
+                             "AP-10K; padding at the bottom and right)", choices=RESIZE_MODES)
+        sigma: float = option(7.0, "Gaussian suppression width of the soft-argmax, in cells", gt=0)
+        temperature: float = option(10.0, "soft-argmax temperature on raw dot products", gt=0)
+        interpolation: str = option("pil", "pil: PIL bilinear on 8-bit images, as released; torch: on the "
+                                    "device (within 1/255)", choices=INTERPOLATIONS)
+        backbone: str = option("vitl14_reg", "DINOv2 variant of the network (the release: vitl14_reg)")
+        adapter_blocks: tuple[int, ...] = option((15, 24), "adapters in blocks start..stop-1, as start,stop")
+        bottleneck_factor: float = option(0.5, "adapter width as a fraction of the embedding width", gt=0)
+        upsampling_stages: int = option(2, "number of 2x upsampling stages of the head", ge=0)
+        seed: int = option(0, "initialisation of checkpoint=random (and of weights=random)")
 
         def __post_init__(self) -> None:
-            if self.resolution < PATCH or self.resolution % PATCH:
-                raise ConfigError(f"resolution {self.resolution} must be a positive multiple of the patch size {PATCH}")
-            if self.resize not in RESIZE_MODES:
-                raise ConfigError(f"unknown resize {self.resize!r}", hint=f"use one of {', '.join(RESIZE_MODES)}")
-            if self.interpolation not in INTERPOLATIONS:
-                raise ConfigError(f"unknown interpolation {self.interpolation!r}",
-                                  hint=f"use one of {', '.join(INTERPOLATIONS)}")
-            if self.sigma <= 0 or self.temperature <= 0:
-                raise ConfigError("sigma and temperature must be positive")
-            self.architecture()  # validates backbone and adapter blocks
+            self.architecture()  # validates backbone and adapter blocks against each other
 
         def architecture(self) -> MARCOArchitecture:
             return MARCOArchitecture(self.backbone, tuple(self.adapter_blocks), self.bottleneck_factor,
