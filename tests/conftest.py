@@ -47,3 +47,19 @@ def data_env(synthetic_data_root, monkeypatch):
     """Point $CORRBENCH_DATA at the session's synthetic data root."""
     monkeypatch.setenv("CORRBENCH_DATA", str(synthetic_data_root))
     return synthetic_data_root
+
+
+@pytest.fixture
+def invoke(tmp_path, data_env, monkeypatch):
+    """Run the CLI in a fresh working folder on the synthetic data root; exceptions propagate to the test."""
+    from click.testing import CliRunner
+
+    from corrbench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def _invoke(*args):
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    return _invoke

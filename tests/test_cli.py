@@ -9,17 +9,6 @@ from click.testing import CliRunner
 from corrbench.cli import cli
 
 
-@pytest.fixture
-def invoke(tmp_path, data_env, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def _invoke(*args):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return _invoke
-
-
 def test_run_then_table(invoke):
     oracle = invoke("run", "--method", "oracle", "--benchmark", "synthetic", "-q")
     assert oracle.exit_code == 0, oracle.output

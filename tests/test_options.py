@@ -5,22 +5,10 @@ import dataclasses
 from typing import ClassVar
 
 import pytest
-from click.testing import CliRunner
 
-from corrbench.cli import cli
 from corrbench.config import Rule, build_config, describe_options, option, redefault
 from corrbench.errors import ConfigError
 from corrbench.registry import METHODS
-
-
-@pytest.fixture
-def invoke(tmp_path, data_env, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def _invoke(*args):
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    return _invoke
 
 
 def _one_clean_error(result, code, *needles):

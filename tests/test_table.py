@@ -11,23 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from corrbench.cli import cli
 from corrbench.results import RESULT_FILE
 from corrbench.table import build_table, load_published, render
 from corrbench.table_published import LABEL_WIDTH, select_published, short_labels
-
-
-@pytest.fixture
-def invoke(tmp_path, data_env, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def _invoke(*args):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    return _invoke
 
 
 @pytest.fixture(scope="module")
