@@ -60,5 +60,6 @@ def test_spec_serialises_every_protocol_field():
     spec = BenchmarkSpec("b", 3, "d", "spair", "B", "test", Protocol(frame="square:840"), adapter_options={"x": 1})
     data = spec.to_json()
     assert data["protocol"] == {"threshold": "bbox", "alphas": [0.01, 0.05, 0.1, 0.15, 0.2], "comparison": "<=",
-                                "frame": "square:840", "pck_by": "image", "average": "all"}
+                                "frame": "square:840", "pck_by": "image", "average": "all",
+                                "arithmetic": "float64", "dagger_candidates": "target-visible", "name": "corrbench"}
     assert spec.key == "b@v3" and data["adapter_options"] == {"x": 1}
