@@ -1,14 +1,14 @@
-"""The benchmarks in MARCO's own measuring frame, to reproduce the paper's numbers exactly.
+"""The ``*-marco`` benchmark names: aliases of a base benchmark under the ``marco`` protocol.
 
-MARCO evaluates SPair-71k, SPair-U and MP-100 in the stretched square its network sees (770 px in the released
-configs): ground truth scaled per axis and clamped, the threshold from the per-axis-scaled target box
-(``frame="square:770"``, see corrbench/protocol.py). corrbench's default ``original`` frame differs from it by
-the unevenness of the stretch, so these variants exist beside the standard benchmarks; everything else (pairs,
-threshold mode, comparison, aggregation) is the same. PF-PASCAL and AP-10K need no variant: MARCO scales them
-uniformly, so the original frame matches up to the rounding of the short side.
+``corrbench run --benchmark spair71k-marco`` is ``--benchmark spair71k --protocol marco`` (the same spec, name,
+runs and results; see ``corrbench.protocols`` for what the protocol changes and why). MARCO evaluates
+SPair-71k, SPair-U and MP-100 in the stretched square its network sees (770 px in the released configs):
+ground truth scaled per axis and clamped, the threshold from the per-axis-scaled target box. With it,
+SPair-71k and SPair-U are measured as MARCO measures them. MP-100's pairs are MARCO's released lists, but its
+animal-body numbers cannot be reproduced: MARCO's loader truncates the concatenated visible keypoints, which
+pairs the wrong rows whenever the two images' visibility differs (most animal-body pairs), and corrbench
+deliberately pairs keypoints by index (``corrbench.datasets.mp100``).
 """
-
-from dataclasses import replace
 
 from corrbench.benchmarks.mp100 import (
     MP100_ANIMAL_BODY,
@@ -18,24 +18,14 @@ from corrbench.benchmarks.mp100 import (
     MP100_HUMAN_FACE,
 )
 from corrbench.benchmarks.spair import SPAIR71K, SPAIR_U
-from corrbench.protocol import BenchmarkSpec
+from corrbench.protocols import PRESETS
 
-MARCO_RESOLUTION = 770  # configs/dataset/*.yaml of the released code
+_MARCO = PRESETS["marco"]
 
-
-def in_marco_frame(spec: BenchmarkSpec) -> BenchmarkSpec:
-    return replace(
-        spec,
-        name=f"{spec.name}-marco",
-        description=f"{spec.description}; measured in MARCO's {MARCO_RESOLUTION} px stretched square",
-        protocol=replace(spec.protocol, frame=f"square:{MARCO_RESOLUTION}"),
-    )
-
-
-SPAIR71K_MARCO = in_marco_frame(SPAIR71K)
-SPAIR_U_MARCO = in_marco_frame(SPAIR_U)
-MP100_HUMAN_FACE_MARCO = in_marco_frame(MP100_HUMAN_FACE)
-MP100_APPAREL_MARCO = in_marco_frame(MP100_APPAREL)
-MP100_ANIMAL_BODY_MARCO = in_marco_frame(MP100_ANIMAL_BODY)
-MP100_ANIMAL_FACE_MARCO = in_marco_frame(MP100_ANIMAL_FACE)
-MP100_HOME_FURNITURE_MARCO = in_marco_frame(MP100_HOME_FURNITURE)
+SPAIR71K_MARCO = _MARCO.apply(SPAIR71K)
+SPAIR_U_MARCO = _MARCO.apply(SPAIR_U)
+MP100_HUMAN_FACE_MARCO = _MARCO.apply(MP100_HUMAN_FACE)
+MP100_APPAREL_MARCO = _MARCO.apply(MP100_APPAREL)
+MP100_ANIMAL_BODY_MARCO = _MARCO.apply(MP100_ANIMAL_BODY)
+MP100_ANIMAL_FACE_MARCO = _MARCO.apply(MP100_ANIMAL_FACE)
+MP100_HOME_FURNITURE_MARCO = _MARCO.apply(MP100_HOME_FURNITURE)

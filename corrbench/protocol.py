@@ -198,7 +198,8 @@ class Protocol:
 class BenchmarkSpec:
     """A named, versioned evaluation: which pairs, read how, scored how.
 
-    name, version: bump ``version`` whenever a change could move a number.
+    name, version: bump ``version`` whenever a change could move a number. A benchmark under a named protocol
+        (``corrbench.protocols``) is called ``<base>-<protocol>`` and keeps the base's version.
     dataset: the adapter that reads the data (a key of ``corrbench.datasets.ADAPTERS``).
     data_dir: the dataset's folder under the data root.
     split / subset: which pairs (``subset`` is an adapter-defined restriction, or None for all).
@@ -222,7 +223,15 @@ class BenchmarkSpec:
         data = asdict(self)
         data["adapter_options"] = dict(self.adapter_options)
         data["protocol"]["alphas"] = list(self.protocol.alphas)
+        data["base"] = self.base_name
         return data
+
+    @property
+    def base_name(self) -> str:
+        """The benchmark this one applies a named protocol to (``spair71k`` for ``spair71k-geoaware``)."""
+        if self.protocol.name == DEFAULT_PROTOCOL_NAME:
+            return self.name
+        return self.name.removesuffix(f"-{self.protocol.name}")
 
     @property
     def key(self) -> str:
