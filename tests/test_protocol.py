@@ -63,3 +63,31 @@ def test_spec_serialises_every_protocol_field():
                                 "frame": "square:840", "pck_by": "image", "average": "all",
                                 "arithmetic": "float64", "dagger_candidates": "target-visible", "name": "corrbench"}
     assert spec.key == "b@v3" and data["adapter_options"] == {"x": 1}
+
+
+def test_letterbox_frame_follows_geoaware_sc():
+    # 500 x 375 -> 840 x 630 inside 840 x 840: scale 1.68, offset_y = int((840 - 630) / 2) = 105
+    frame = Frame.parse("letterbox:840")
+    np.testing.assert_allclose(frame.points(np.array([[100.0, 100.0]]), (500, 375)), [[168.0, 273.0]])
+    # portrait 333 x 500: new width round(559.44) = 559, offset_x = int(281 / 2) = 140
+    np.testing.assert_allclose(frame.points(np.array([[0.0, 0.0]]), (333, 500)), [[140.0, 0.0]])
+    pair = _pair([[10.0, 10.0]], bbox=(10.0, 20.0, 110.0, 95.0), size=(500, 375))
+    gt = frame.points(pair.trg_kps, pair.trg_size, ground_truth=True)
+    assert frame.threshold("bbox", pair, gt) == 100 * (840 / 500)  # the original side times the scale
+    assert frame.threshold("img", pair, gt) == 840.0
+    # in float32, points are scaled as torch does: float32(x) * float32(scale)
+    f32 = frame.points(np.array([[123.0, 77.0]]), (500, 375), dtype=np.float32)
+    assert f32.dtype == np.float32 and f32[0, 0] == np.float32(123.0) * np.float32(840 / 500)
+
+
+def test_align_corners_frame_clamps_ground_truth_like_the_unified_benchmark():
+    frame = Frame.parse("square-align-corners:50")
+    np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100)), [[49.0, 0.0]])
+    np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100), ground_truth=True),
+                               [[49 - 1e-4, 1e-4]])
+
+
+@pytest.mark.parametrize("field, value", [("arithmetic", "float16"), ("dagger_candidates", "all")])
+def test_protocol_validates_new_fields(field, value):
+    with pytest.raises(ConfigError, match=field):
+        Protocol(**{field: value})
