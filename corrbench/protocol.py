@@ -96,8 +96,11 @@ class Frame:
             out = np.clip(out, _SQUARE_CLAMP_EPS, s - 1 - _SQUARE_CLAMP_EPS).astype(dtype)
         return out
 
-    def threshold(self, mode: str, pair: Pair, gt_in_frame: np.ndarray) -> float:
-        """The PCK reference length ``T`` of ``pair`` in this frame."""
+    def threshold(self, mode: str, pair: Pair) -> float:
+        """The PCK reference length ``T`` of ``pair`` in this frame.
+
+        ``bbox-kp`` spans the target keypoints mapped into the frame before clamping (the unified benchmark
+        scales its keypoint box like a point and never clamps it)."""
         if self.kind == "letterbox":
             if mode == "img":
                 return float(self.size)  # GeoAware-SC: `alpha * args.ANNO_SIZE`
@@ -110,7 +113,7 @@ class Frame:
             mode,
             trg_bbox=self.bbox(pair.trg_bbox, pair.trg_size),
             trg_size=self.image_size(pair.trg_size),
-            trg_kps=gt_in_frame,
+            trg_kps=self.points(pair.trg_kps, pair.trg_size),
             trg_visible=pair.trg_visible,
         )
 
@@ -185,7 +188,7 @@ class Protocol:
             trg_kps=gt,
             src_visible=pair.src_visible,
             trg_visible=pair.trg_visible,
-            threshold=frame.threshold(self.threshold, pair, gt),
+            threshold=frame.threshold(self.threshold, pair),
             alphas=self.alphas,
             comparison=self.comparison,
             arithmetic=self.arithmetic,

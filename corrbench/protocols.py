@@ -26,7 +26,13 @@ with ``protocol.name = NAME`` recorded in every result. ``corrbench`` (the defau
     (20 random pairs per category; their eval configs set 0, all pairs); NaN for a pair without a mutually
     visible keypoint (corrbench skips and counts it); their float32 averaging of per-image values
     (rounding of order 1e-5 percentage points); Jamais Vu's dagger ties (``argmin`` picks the lowest index,
-    corrbench lets the query win; ``torch.cdist`` in float32 decides near-ties).
+    corrbench lets the query win; ``torch.cdist`` in float32 decides near-ties). On AP-10K their loader
+    multiplies each keypoint by ``v / 2`` (``preprocess_kps_pad``: ``kps *= kps[:, 2:3]``), which halves the
+    coordinates of ``v = 1`` keypoints in their frame, source queries and ground truth alike: their AP-10K
+    numbers score those keypoints against the wrong place, which corrbench does not reproduce; and they read
+    the box side ``w`` where corrbench's box ``[x, y, x + w, y + h]`` gives ``(x + w) - x`` (equal up to one
+    rounding, so only an exact tie can differ).
+    Checked by running their code on the same files and predictions: ``tests/data/geoaware_*_golden.json``.
 ``unified`` (Visual-AI/Semantic-Correspondence, the unified benchmark)
     ``test.py --resolution 840``: both images stretched to 840 x 840 with align-corner scaling
     (``square-align-corners:840``: ``x / (W-1) * 839``, ground truth clamped to ``[1e-4, 839 - 1e-4]``,

@@ -72,9 +72,8 @@ def test_letterbox_frame_follows_geoaware_sc():
     # portrait 333 x 500: new width round(559.44) = 559, offset_x = int(281 / 2) = 140
     np.testing.assert_allclose(frame.points(np.array([[0.0, 0.0]]), (333, 500)), [[140.0, 0.0]])
     pair = _pair([[10.0, 10.0]], bbox=(10.0, 20.0, 110.0, 95.0), size=(500, 375))
-    gt = frame.points(pair.trg_kps, pair.trg_size, ground_truth=True)
-    assert frame.threshold("bbox", pair, gt) == 100 * (840 / 500)  # the original side times the scale
-    assert frame.threshold("img", pair, gt) == 840.0
+    assert frame.threshold("bbox", pair) == 100 * (840 / 500)  # the original side times the scale
+    assert frame.threshold("img", pair) == 840.0
     # in float32, points are scaled as torch does: float32(x) * float32(scale)
     f32 = frame.points(np.array([[123.0, 77.0]]), (500, 375), dtype=np.float32)
     assert f32.dtype == np.float32 and f32[0, 0] == np.float32(123.0) * np.float32(840 / 500)
@@ -85,6 +84,9 @@ def test_align_corners_frame_clamps_ground_truth_like_the_unified_benchmark():
     np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100)), [[49.0, 0.0]])
     np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100), ground_truth=True),
                                [[49 - 1e-4, 1e-4]])
+    # the keypoint box (bbox-kp) spans the scaled keypoints before clamping: 0 .. 49 wide, not 1e-4 .. 49 - 1e-4
+    pair = _pair([[0.0, 0.0], [199.0, 33.0]], size=(200, 100))
+    assert frame.threshold("bbox-kp", pair) == 49.0
 
 
 @pytest.mark.parametrize("field, value", [("arithmetic", "float16"), ("dagger_candidates", "all")])
