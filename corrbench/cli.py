@@ -73,8 +73,7 @@ def run_command(method, benchmark, protocol, settings, device, dtype, batch_size
 
     outcome = run(RunOptions(
         method=method, benchmark=benchmark, protocol=protocol, options=parse_assignments(settings), device=device,
-        dtype=dtype,
-        batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
+        dtype=dtype, batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
         rescore=rescore, download=not no_download, strict=strict, progress=not quiet,
         command=shlex.join(["corrbench", *sys.argv[1:]]),
     ))
