@@ -148,3 +148,17 @@ def get_preset(name: str) -> ProtocolPreset:
 def apply_protocol(spec: BenchmarkSpec, name: str | None) -> BenchmarkSpec:
     """``spec`` under the named protocol; ``None`` keeps the benchmark as registered."""
     return spec if name is None else get_preset(name).apply(spec)
+
+
+def recorded_protocol(benchmark: Mapping[str, Any]) -> tuple[str, str]:
+    """``(base benchmark, protocol name)`` of a result's ``benchmark`` record.
+
+    Results written before named protocols existed carry neither field: they were scored under the
+    benchmark's own protocol, ``corrbench`` unless the benchmark is a ``*-marco`` variant.
+    """
+    name = str(benchmark.get("name", ""))
+    protocol = benchmark.get("protocol", {}).get("name")
+    if protocol is None:
+        protocol = "marco" if name.endswith("-marco") else DEFAULT_PROTOCOL_NAME
+    base = benchmark.get("base") or (name if protocol == DEFAULT_PROTOCOL_NAME else name.removesuffix(f"-{protocol}"))
+    return base, protocol

@@ -205,3 +205,13 @@ def test_geoaware_protocol_reproduces_jamais_vu_dagger_on_ap10k(golden_run):
     _assert_matches(result, expected)
     _, default, _ = golden_run("ap10k-intra-species")
     assert _fractions(default, "pck_dagger", "image")["0.1"] < golden["jamais_vu"]["pck_dagger"]["image"]["0.1"] - 0.1
+
+
+def test_recorded_protocol_reads_new_and_old_results():
+    from corrbench.protocols import recorded_protocol
+
+    assert recorded_protocol(apply_protocol(SPAIR71K, "geoaware").to_json()) == ("spair71k", "geoaware")
+    assert recorded_protocol(SPAIR71K.to_json()) == ("spair71k", "corrbench")
+    # records written before named protocols: no protocol.name, no base
+    assert recorded_protocol({"name": "spair71k-marco", "protocol": {"frame": "square:770"}}) == ("spair71k", "marco")
+    assert recorded_protocol({"name": "pf-pascal", "protocol": {}}) == ("pf-pascal", "corrbench")
