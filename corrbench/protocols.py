@@ -24,9 +24,9 @@ with ``protocol.name = NAME`` recorded in every result. ``corrbench`` (the defau
     report per-image PCK, category values weighted by their number of pairs, i.e. pooled over all pairs,
     which is corrbench's default too. Not reproduced, by design: GeoAware-SC's default ``--TEST_SAMPLE 20``
     (20 random pairs per category; their eval configs set 0, all pairs); NaN for a pair without a mutually
-    visible keypoint (corrbench skips and counts it); their float32 averaging of per-image values
-    (a float32 rounding: 3e-6 percentage points on the golden data); Jamais Vu's dagger ties (``argmin`` picks the lowest index,
-    corrbench lets the query win; ``torch.cdist`` in float32 decides near-ties). On AP-10K their loader
+    visible keypoint (corrbench skips and counts it); their float32 averaging of per-image values (a float32
+    rounding: 3e-6 percentage points on the golden data); Jamais Vu's dagger ties (``argmin`` picks the
+    lowest index, corrbench lets the query win; ``torch.cdist`` in float32 decides near-ties). On AP-10K their loader
     multiplies each keypoint by ``v / 2`` (``preprocess_kps_pad``: ``kps *= kps[:, 2:3]``), which halves the
     coordinates of ``v = 1`` keypoints in their frame, source queries and ground truth alike: their AP-10K
     numbers score those keypoints against the wrong place, which corrbench does not reproduce; and they read
