@@ -56,6 +56,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command("run")
 @click.option("--method", "-m", required=True, help="Registered method name, or path/to/file.py:ClassName.")
 @click.option("--benchmark", "-b", required=True, help="Registered benchmark name (see `corrbench ls benchmarks`).")
+@click.option("--protocol", "-p", help="Score as a reference codebase does: corrbench (default), marco, geoaware, "
+              "unified (see `corrbench ls protocols`).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
 @click.option("--dtype", default="float32", show_default=True,
@@ -72,15 +74,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-download", is_flag=True, help="Never download missing data; say what to fetch instead.")
 @click.option("--strict", is_flag=True, help="Fail on a malformed pair instead of skipping and reporting it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def run_command(method, benchmark, settings, device, dtype, batch_size, workers, limit, seed, out, data_root,
-                rescore, no_download, strict, quiet) -> None:
+def run_command(method, benchmark, protocol, settings, device, dtype, batch_size, workers, limit, seed, out,
+                data_root, rescore, no_download, strict, quiet) -> None:
     """Evaluate a method on a benchmark and write a result file."""
     from .config import parse_assignments
     from .evaluate import RunOptions, run
 
     outcome = run(RunOptions(
-        method=method, benchmark=benchmark, options=parse_assignments(settings), device=device, dtype=dtype,
-        batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
+        method=method, benchmark=benchmark, protocol=protocol, options=parse_assignments(settings), device=device,
+        dtype=dtype, batch_size=batch_size, workers=workers, limit=limit, seed=seed, out=out, data_root=data_root,
         rescore=rescore, download=not no_download, strict=strict, progress=not quiet,
         command=shlex.join(["corrbench", *sys.argv[1:]]),
     ))
@@ -384,6 +386,20 @@ def _print_columns(rows: list[tuple[str, str]]) -> None:
     width = max((len(n) for n, _ in rows), default=0)
     for name, description in rows:
         click.echo(f"{name.ljust(width)}  {description}")
+
+
+@_listing("protocols", "named protocols (--protocol NAME) with the fields each sets")
+def _list_protocols(names: tuple[str, ...]) -> None:
+    from .protocols import PRESETS
+
+    _no_names("protocols", names)
+    width = max(len(name) for name in PRESETS)
+    for preset in PRESETS.values():
+        click.echo(f"{preset.name.ljust(width)}  {preset.description}")
+        fields = {**preset.protocol, **{f"frame ({d})": f for d, f in preset.frames.items()},
+                  **{f"{k} (where the dataset has it)": v for k, v in preset.adapter_options.items()}}
+        for key, value in fields.items():
+            click.echo(f"{''.ljust(width)}    {key} = {value}")
 
 
 def _add_dataset_builders() -> None:

@@ -31,6 +31,7 @@ from .metrics import PCKAccumulator
 from .precision import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
+from .protocols import apply_protocol
 from .registry import BENCHMARKS, METHODS, is_file_reference
 from .results import (
     PAIRS_FILE,
@@ -53,6 +54,7 @@ class RunOptions:
     method: str
     benchmark: str
     options: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None  # a named protocol (corrbench.protocols); None: as the benchmark is registered
     device: str = "auto"
     dtype: str = "float32"
     batch_size: int = 8
@@ -113,7 +115,7 @@ def run(opts: RunOptions) -> RunOutcome:
     check_dtype(opts.dtype)
     if opts.batch_size < 1 or (opts.limit is not None and opts.limit < 1):
         raise ConfigError("--batch-size and --limit must be positive integers")
-    spec: BenchmarkSpec = BENCHMARKS.get(opts.benchmark)
+    spec: BenchmarkSpec = apply_protocol(BENCHMARKS.get(opts.benchmark), opts.protocol)
     method_cls: type[Matcher] = METHODS.get(opts.method)
     name = method_name(opts.method, method_cls)
     config = config_to_json(build_config(method_cls.Config, opts.options, method_cls.__name__))

@@ -5,9 +5,24 @@ Definitions (see ``shared/design/PROTOCOL.md``):
 PCK@alpha
     A prediction for a keypoint visible in both images is correct when ``||pred - gt||_2 <= alpha * T``,
     ``T`` the reference length of the target (``pck_threshold``: object box, image, or keypoint box).
-    The raw Euclidean distance is compared with ``alpha * T`` computed in float64, as the reference codes
-    do; ``distance / T <= alpha`` differs from it at the boundary (``0.9 <= 0.15 * 6`` is False, because
-    ``0.15 * 6 == 0.8999999999999999``, while ``0.9 / 6 <= 0.15`` is True).
+    The raw Euclidean distance is compared with ``alpha * T`` (never ``distance / T`` with ``alpha``: the
+    two differ at the boundary, ``0.9 <= 0.15 * 6`` is False because ``0.15 * 6 == 0.8999999999999999``,
+    while ``0.9 / 6 <= 0.15`` is True).
+
+Arithmetic (``ARITHMETICS``; a distance exactly at ``alpha * T`` depends on it)
+    ``"float64"`` (corrbench's default): distances and ``alpha * T`` in float64, alphas as the decimals
+    they are written as.
+    ``"torch-float32"``: what GeoAware-SC and Jamais Vu compute (``pck_train.py``: ``alpha =
+    torch.tensor([0.1, 0.05, 0.01])``, keypoints float32 tensors). Their alphas are float32 values, and
+    float32(0.05), float32(0.1) and float32(0.15) lie slightly above the decimals while float32(0.01) lies
+    below. The product ``alpha * T`` is float64 when ``T`` is a box length (their per-pair thresholds
+    arrive as a float64 tensor, and float32 x float64 tensors promote to float64), so under their strict
+    ``<`` a distance exactly at ``alpha * T`` counts as correct at 0.05, 0.1 and 0.15 and as wrong at 0.01.
+    When ``T`` is the image size (PF-PASCAL: ``alpha * args.ANNO_SIZE``, a Python int) the product is
+    float32 and may round back onto the decimal: with ``T = 840``, 0.05 x 840 and 0.1 x 840 are exactly 42
+    and 84 (a tie is wrong) while 0.15 x 840 rounds up (a tie is correct). Their distances are float32
+    (torch's CPU ``norm``, see ``point_distances``).
+    These facts were checked by running their code (see ``tests/data/geoaware_pck_golden.json``).
 
 Comparison
     ``"<="`` (hpf, DIFT, the unified benchmark, MARCO; the default) or strict ``"<"`` (GeoAware-SC,
@@ -16,8 +31,12 @@ Comparison
 PCK-dagger@alpha (Aygun & Mac Aodha, "Demystifying Unsupervised Semantic Correspondence Estimation",
 ECCV 2022)
     A prediction counts only if it is PCK-correct AND the annotated target keypoint nearest to it, among
-    all keypoints visible in the target image, is the queried one. It punishes predictions that land on a
-    neighbouring or symmetric part. Ties count for the query (see ``nearest_is_query``).
+    the candidates, is the queried one. It punishes predictions that land on a neighbouring or symmetric
+    part. Ties count for the query (see ``nearest_is_query``). Candidates (``DAGGER_CANDIDATES``):
+    ``"target-visible"`` (corrbench's default: every keypoint visible in the target, since a part hidden in
+    the source is still a part the prediction may wrongly land on) or ``"both-visible"`` (Jamais Vu's
+    ``--PCKD``: only the keypoints visible in both images compete). SPair-71k's pair files list only
+    mutually visible keypoints, so the two agree there; on AP-10K they differ.
 
 Averages (all four are always reported; a benchmark spec names the default)
     per image: the PCK of each pair (correct / scored points), then the mean over pairs;
@@ -48,6 +67,8 @@ from corrbench.errors import ConfigError, DataError
 ALPHAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.15, 0.2)
 THRESHOLD_MODES = ("bbox", "img", "bbox-kp")
 COMPARISONS = ("<=", "<")
+ARITHMETICS = ("float64", "torch-float32")
+DAGGER_CANDIDATES = ("target-visible", "both-visible")
 
 SKIP_NO_VALID = "no valid keypoint"
 
@@ -131,21 +152,69 @@ def pck_threshold(
     return threshold
 
 
+def _check_choice(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {kind} {value!r}", hint=f"use one of {allowed}")
+
+
+def point_distances(pred: np.ndarray, gt: np.ndarray, arithmetic: str = "float64") -> np.ndarray:
+    """``(N,)`` Euclidean distances between row-aligned ``(N, 2)`` points, in the given arithmetic.
+
+    ``"torch-float32"`` reproduces torch's CPU ``Tensor.norm(dim=-1)`` on float32 ``(dy, dx)`` rows (how
+    GeoAware-SC and Jamais Vu lay them out): ``sqrt(fma(dx, dx, dy * dy))`` in float32. ``dx * dx`` is
+    exact in float64, so adding the float32 ``dy * dy`` in float64 and rounding to float32 gives that fused
+    multiply-add up to rare double roundings (equal to torch 2.13's CPU build on 200,000 random float32
+    differences; another build may vectorise differently). Returned as float64 (the float32 values exactly).
+    """
+    _check_choice("PCK arithmetic", arithmetic, ARITHMETICS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if arithmetic == "float64":
+            diff = np.asarray(pred, dtype=np.float64) - np.asarray(gt, dtype=np.float64)
+            return np.sqrt(np.sum(diff * diff, axis=1))
+        diff = np.asarray(pred, dtype=np.float32) - np.asarray(gt, dtype=np.float32)
+        dx, dy = diff[:, 0].astype(np.float64), diff[:, 1]
+        squared = (dx * dx + (dy * dy).astype(np.float64)).astype(np.float32)
+        return np.sqrt(squared).astype(np.float64)
+
+
+def alpha_bounds(
+    alphas: Sequence[float], threshold: float, arithmetic: str = "float64", threshold_mode: str | None = None
+) -> np.ndarray:
+    """``(A,)`` the distances ``alpha * T`` that each alpha's comparison is made against (as float64).
+
+    ``"torch-float32"``: alphas rounded to float32; the product in float64 for a box length and in float32
+    for the image size (``threshold_mode == "img"``), as GeoAware-SC / Jamais Vu form it (module docstring).
+    """
+    _check_choice("PCK arithmetic", arithmetic, ARITHMETICS)
+    threshold = float(threshold)
+    if arithmetic == "float64":
+        return np.array([float(a) * threshold for a in alphas], dtype=np.float64)
+    alphas32 = np.asarray(alphas, dtype=np.float32)
+    if threshold_mode == "img":
+        return (alphas32 * np.float32(threshold)).astype(np.float64)
+    return alphas32.astype(np.float64) * threshold
+
+
 def point_errors_within(
-    distances: np.ndarray, threshold: float, alphas: Sequence[float], comparison: str
+    distances: np.ndarray,
+    threshold: float,
+    alphas: Sequence[float],
+    comparison: str,
+    arithmetic: str = "float64",
+    threshold_mode: str | None = None,
 ) -> np.ndarray:
     """``(A, N)`` bool: is each of the N distances within ``alpha * threshold`` for each of the A alphas.
 
-    The raw distance is compared with ``alpha * threshold`` (not ``distance / threshold`` with ``alpha``),
-    as the reference codes do; the two differ by one rounding at the boundary. A NaN or infinite distance
-    is never within.
+    The raw distance is compared with ``alpha * threshold`` (``alpha_bounds``; not ``distance / threshold``
+    with ``alpha``): the two differ by one rounding at the boundary. A NaN or infinite distance is never
+    within.
     """
     _check_comparison(comparison)
     threshold = float(threshold)
     if not (math.isfinite(threshold) and threshold > 0):
         raise DataError(f"PCK threshold must be finite and positive, got {threshold}")
     distances = np.asarray(distances, dtype=np.float64).reshape(-1)
-    bounds = np.array([float(a) * threshold for a in alphas], dtype=np.float64)[:, None]
+    bounds = alpha_bounds(alphas, threshold, arithmetic, threshold_mode)[:, None]
     with np.errstate(invalid="ignore"):  # NaN compares False, which is what we want
         return distances[None, :] <= bounds if comparison == "<=" else distances[None, :] < bounds
 
@@ -247,12 +316,17 @@ def score_pair(
     threshold: float,
     alphas: Sequence[float] = ALPHAS,
     comparison: str = "<=",
+    arithmetic: str = "float64",
+    threshold_mode: str | None = None,
+    dagger_candidates: str = "target-visible",
 ) -> PairScore:
     """Score one pair's predictions.
 
     pred, trg_kps: ``(N, 2)``, row-aligned. Scored rows are ``src_visible & trg_visible``; other rows may
-    hold NaN in ``trg_kps`` and anything in ``pred``. PCK-dagger candidates are all rows visible in the
-    target (a keypoint invisible in the source is still a part the prediction may wrongly land on).
+    hold NaN in ``trg_kps`` and anything in ``pred``. PCK-dagger candidates are the rows visible in the
+    target (``"target-visible"``) or the scored rows (``"both-visible"``); see the module docstring.
+    arithmetic, threshold_mode: how distances and ``alpha * T`` are computed (``point_distances``,
+    ``alpha_bounds``).
 
     A non-finite prediction on a scored row counts as wrong: a method that returns NaN must lose the point,
     not poison the average or crash a long run (contract checks belong to the runner). A non-finite ground
@@ -260,6 +334,8 @@ def score_pair(
     """
     alphas = _check_alphas(alphas)
     _check_comparison(comparison)
+    _check_choice("PCK arithmetic", arithmetic, ARITHMETICS)
+    _check_choice("PCK-dagger candidate rule", dagger_candidates, DAGGER_CANDIDATES)
     pred = np.asarray(pred, dtype=np.float64)
     trg_kps = np.asarray(trg_kps, dtype=np.float64)
     src_visible = np.asarray(src_visible, dtype=bool).reshape(-1)
@@ -283,14 +359,13 @@ def score_pair(
         zeros = (0,) * len(alphas)
         return PairScore(pair_id, category, 0, zeros, zeros)
 
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = pred[scored] - trg_kps[scored]
-        distances = np.sqrt(np.sum(diff * diff, axis=1))
-    within = point_errors_within(distances, threshold, alphas, comparison)  # (A, n_points)
+    distances = point_distances(pred[scored], trg_kps[scored], arithmetic)
+    within = point_errors_within(distances, threshold, alphas, comparison, arithmetic, threshold_mode)  # (A, n)
 
-    # Row of each scored keypoint among the target-visible candidates.
-    candidate_row = np.cumsum(trg_visible) - 1
-    nearest = nearest_is_query(pred[scored], trg_kps[trg_visible], candidate_row[scored])
+    # Row of each scored keypoint among the candidates (scored rows are always candidates).
+    candidates = trg_visible if dagger_candidates == "target-visible" else scored
+    candidate_row = np.cumsum(candidates) - 1
+    nearest = nearest_is_query(pred[scored], trg_kps[candidates], candidate_row[scored])
 
     return PairScore(
         pair_id=pair_id,

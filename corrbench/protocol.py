@@ -1,7 +1,8 @@
 """Benchmarks as versioned specs, and the measuring frame PCK is computed in.
 
 Every choice that moves a number lives in a ``BenchmarkSpec`` (and its ``Protocol``) and is copied into
-every result. Changing any of them for an existing benchmark means bumping its ``version``.
+every result. Changing any of them for an existing benchmark means bumping its ``version``. Named sets of
+protocol choices (the reference codebases' conventions) are in ``corrbench.protocols``.
 
 Frames (``Protocol.frame``), where predictions and ground truth are compared:
 
@@ -9,7 +10,11 @@ Frames (``Protocol.frame``), where predictions and ground truth are compared:
 ``square:<S>``                     MARCO's evaluation frame: both images stretched to ``S x S``; keypoints and
                                    boxes scaled per axis by ``S/W``, ``S/H`` (``x' = x * S / W``) and ground-truth
                                    keypoints clamped to ``[1e-4, S - 1 - 1e-4]``; ``img`` threshold = ``S``
-``square-align-corners:<S>``       the unified benchmark's: stretched square, ``x' = x * (S-1)/(W-1)``
+``square-align-corners:<S>``       the unified benchmark's: stretched square, ``x' = x / (W-1) * (S-1)``, ground
+                                   truth clamped to ``[1e-4, S - 1 - 1e-4]`` (its ``regularize_coordinates``)
+``letterbox:<S>``                  GeoAware-SC's and Jamais Vu's: longest side scaled to ``S`` (``s = S / max(W, H)``),
+                                   the short side centred with an integer offset (``int((S - round(S * h / w)) / 2)``);
+                                   box thresholds are the original box side times ``s``, ``img`` threshold = ``S``
 """
 
 from __future__ import annotations
@@ -21,13 +26,23 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import ConfigError
-from .metrics import ALPHAS, COMPARISONS, THRESHOLD_MODES, PairScore, pck_threshold, score_pair
+from .metrics import (
+    ALPHAS,
+    ARITHMETICS,
+    COMPARISONS,
+    DAGGER_CANDIDATES,
+    THRESHOLD_MODES,
+    PairScore,
+    pck_threshold,
+    score_pair,
+)
 from .types import Pair, Size
 
 PCK_BY = ("image", "point")
 AVERAGES = ("all", "category")
-_SQUARE_CLAMP_EPS = 1e-4  # MARCO's datasets/dataset.py regularise_coordinates(eps=1e-4)
-_FRAME_RE = re.compile(r"^(original|square|square-align-corners)(?::(\d+))?$")
+DEFAULT_PROTOCOL_NAME = "corrbench"
+_SQUARE_CLAMP_EPS = 1e-4  # MARCO's regularise_coordinates(eps=1e-4); the unified benchmark's likewise
+_FRAME_RE = re.compile(r"^(original|square|square-align-corners|letterbox)(?::(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -40,34 +55,74 @@ class Frame:
     @classmethod
     def parse(cls, text: str) -> "Frame":
         match = _FRAME_RE.match(text)
-        if not match or (match.group(1) == "original") != (match.group(2) is None):
+        if not match or (match.group(1) == "original") != (match.group(2) is None) or match.group(2) == "0":
             raise ConfigError(
                 f"malformed frame {text!r}",
-                hint="use 'original', 'square:<size>' or 'square-align-corners:<size>' (e.g. square:840)",
+                hint="use 'original', 'square:<size>', 'square-align-corners:<size>' or 'letterbox:<size>' "
+                "(e.g. square:840)",
             )
         return cls(match.group(1), int(match.group(2) or 0))
 
-    def _scale(self, image_size: Size) -> tuple[np.ndarray, np.ndarray]:
+    def _letterbox(self, image_size: Size) -> tuple[float, np.ndarray]:
+        """GeoAware-SC's ``preprocess_kps_pad``: the uniform scale and the (x, y) offset of the padding."""
         w, h = image_size
         s = self.size
-        if self.kind == "square":
-            return np.array([s / w, s / h]), np.zeros(2)
-        return np.array([(s - 1) / max(w - 1, 1), (s - 1) / max(h - 1, 1)]), np.zeros(2)
+        offset = np.zeros(2)
+        if h < w:
+            offset[1] = int((s - int(np.around(s * h / w))) / 2)
+        elif w < h:
+            offset[0] = int((s - int(np.around(s * w / h))) / 2)
+        return s / max(w, h), offset
 
-    def points(self, points: np.ndarray, image_size: Size, *, ground_truth: bool = False) -> np.ndarray:
+    def points(
+        self, points: np.ndarray, image_size: Size, *, ground_truth: bool = False, dtype: type = np.float64
+    ) -> np.ndarray:
+        """Points in the frame, computed in ``dtype`` (float32 reproduces float32 codes' rounding)."""
+        out = np.array(points, dtype=dtype)
         if self.kind == "original":
-            return np.asarray(points, dtype=np.float64)
-        a, b = self._scale(image_size)
-        out = np.asarray(points, dtype=np.float64) * a + b
-        if ground_truth and self.kind == "square":
-            out = np.clip(out, _SQUARE_CLAMP_EPS, self.size - 1 - _SQUARE_CLAMP_EPS)
+            return out
+        w, h = image_size
+        s = self.size
+        if self.kind == "letterbox":
+            scale, offset = self._letterbox(image_size)
+            out *= dtype(scale)  # as torch's `kps *= scale`: the scale rounded to the points' dtype first
+            out += offset.astype(dtype)
+            return out
+        if self.kind == "square":
+            out *= np.array([s / w, s / h], dtype=dtype)
+        else:  # square-align-corners, in the unified benchmark's order of operations
+            out = out / np.array([max(w - 1, 1), max(h - 1, 1)], dtype=dtype) * dtype(s - 1)
+        if ground_truth:
+            out = np.clip(out, _SQUARE_CLAMP_EPS, s - 1 - _SQUARE_CLAMP_EPS).astype(dtype)
         return out
 
+    def threshold(self, mode: str, pair: Pair) -> float:
+        """The PCK reference length ``T`` of ``pair`` in this frame.
+
+        ``bbox-kp`` spans the target keypoints mapped into the frame before clamping (the unified benchmark
+        scales its keypoint box like a point and never clamps it)."""
+        if self.kind == "letterbox":
+            if mode == "img":
+                return float(self.size)  # GeoAware-SC: `alpha * args.ANNO_SIZE`
+            # GeoAware-SC: the original box side times the scale (`max(w, h) * trg_scale`), not a side of the
+            # scaled box, which rounds differently
+            original = pck_threshold(mode, trg_bbox=pair.trg_bbox, trg_size=pair.trg_size, trg_kps=pair.trg_kps,
+                                     trg_visible=pair.trg_visible)
+            return original * self._letterbox(pair.trg_size)[0]
+        return pck_threshold(
+            mode,
+            trg_bbox=self.bbox(pair.trg_bbox, pair.trg_size),
+            trg_size=self.image_size(pair.trg_size),
+            trg_kps=self.points(pair.trg_kps, pair.trg_size),
+            trg_visible=pair.trg_visible,
+        )
+
     def bbox(self, bbox: np.ndarray | None, image_size: Size) -> np.ndarray | None:
+        """A target box ``[x1, y1, x2, y2]`` in the frame (corners mapped like points, never clamped)."""
         if bbox is None or self.kind == "original":
             return bbox
-        a, b = self._scale(image_size)
-        return np.asarray(bbox, dtype=np.float64) * np.tile(a, 2) + np.tile(b, 2)
+        corners = np.asarray(bbox, dtype=np.float64).reshape(2, 2)
+        return self.points(corners, image_size).reshape(4)
 
     def image_size(self, image_size: Size) -> Size:
         return image_size if self.kind == "original" else (self.size, self.size)
@@ -83,6 +138,11 @@ class Protocol:
     comparison: ``<=`` (hpf, DIFT, unified benchmark, MARCO) or ``<`` (GeoAware-SC, Jamais Vu).
     frame: see the module docstring.
     pck_by / average: the default aggregation tables show (every aggregation is always stored).
+    arithmetic: ``float64`` or ``torch-float32`` (GeoAware-SC's and Jamais Vu's float32 alphas and
+        distances; decides a distance exactly at ``alpha * T``; see ``corrbench.metrics``).
+    dagger_candidates: which target keypoints compete in PCK-dagger's nearest-keypoint test:
+        ``target-visible`` (corrbench) or ``both-visible`` (Jamais Vu).
+    name: the named protocol (``corrbench.protocols``) these settings come from; recorded in results.
     """
 
     threshold: str = "bbox"
@@ -91,6 +151,9 @@ class Protocol:
     frame: str = "original"
     pck_by: str = "image"
     average: str = "all"
+    arithmetic: str = "float64"
+    dagger_candidates: str = "target-visible"
+    name: str = DEFAULT_PROTOCOL_NAME
 
     def __post_init__(self) -> None:
         checks = (
@@ -98,6 +161,8 @@ class Protocol:
             ("comparison", self.comparison, COMPARISONS),
             ("pck_by", self.pck_by, PCK_BY),
             ("average", self.average, AVERAGES),
+            ("arithmetic", self.arithmetic, ARITHMETICS),
+            ("dagger_candidates", self.dagger_candidates, DAGGER_CANDIDATES),
         )
         for name, value, allowed in checks:
             if value not in allowed:
@@ -113,24 +178,22 @@ class Protocol:
         """Score predictions (original target-image pixels) for one pair under this protocol."""
         frame = self.measuring_frame
         size = pair.trg_size
-        gt = frame.points(pair.trg_kps, size, ground_truth=True)
-        threshold = pck_threshold(
-            self.threshold,
-            trg_bbox=frame.bbox(pair.trg_bbox, size),
-            trg_size=frame.image_size(size),
-            trg_kps=gt,
-            trg_visible=pair.trg_visible,
-        )
+        # float32 codes map their keypoints into the frame in float32; doing the same keeps their rounding
+        dtype = np.float32 if self.arithmetic == "torch-float32" else np.float64
+        gt = frame.points(pair.trg_kps, size, ground_truth=True, dtype=dtype)
         return score_pair(
             pair.pair_id,
             pair.category,
-            pred=frame.points(pred, size),
+            pred=frame.points(pred, size, dtype=dtype),
             trg_kps=gt,
             src_visible=pair.src_visible,
             trg_visible=pair.trg_visible,
-            threshold=threshold,
+            threshold=frame.threshold(self.threshold, pair),
             alphas=self.alphas,
             comparison=self.comparison,
+            arithmetic=self.arithmetic,
+            threshold_mode=self.threshold,
+            dagger_candidates=self.dagger_candidates,
         )
 
 
@@ -138,7 +201,8 @@ class Protocol:
 class BenchmarkSpec:
     """A named, versioned evaluation: which pairs, read how, scored how.
 
-    name, version: bump ``version`` whenever a change could move a number.
+    name, version: bump ``version`` whenever a change could move a number. A benchmark under a named protocol
+        (``corrbench.protocols``) is called ``<base>-<protocol>`` and keeps the base's version.
     dataset: the adapter that reads the data (a key of ``corrbench.datasets.ADAPTERS``).
     data_dir: the dataset's folder under the data root.
     split / subset: which pairs (``subset`` is an adapter-defined restriction, or None for all).
@@ -162,7 +226,15 @@ class BenchmarkSpec:
         data = asdict(self)
         data["adapter_options"] = dict(self.adapter_options)
         data["protocol"]["alphas"] = list(self.protocol.alphas)
+        data["base"] = self.base_name
         return data
+
+    @property
+    def base_name(self) -> str:
+        """The benchmark this one applies a named protocol to (``spair71k`` for ``spair71k-geoaware``)."""
+        if self.protocol.name == DEFAULT_PROTOCOL_NAME:
+            return self.name
+        return self.name.removesuffix(f"-{self.protocol.name}")
 
     @property
     def key(self) -> str:

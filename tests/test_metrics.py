@@ -14,9 +14,11 @@ from corrbench.metrics import (
     ALPHAS,
     PCKAccumulator,
     PairScore,
+    alpha_bounds,
     alpha_key,
     nearest_is_query,
     pck_threshold,
+    point_distances,
     point_errors_within,
     score_pair,
 )
@@ -362,3 +364,57 @@ def test_pair_score_rejects_inconsistent_counts():
         PairScore("p", "c", 2, (3,), (0,))  # more correct than points
     with pytest.raises(ValueError):
         PairScore("p", "c", 2, (1,), (2,))  # dagger-correct must be PCK-correct
+
+
+# ---------------------------------------------------------------- arithmetic (GeoAware-SC / Jamais Vu float32)
+
+
+def test_float32_alphas_decide_ties_as_geoaware_sc_does():
+    # distances exactly at alpha x T for T = 100: float32(0.01) < 0.01, float32(0.05) > 0.05, float32(0.1) > 0.1
+    d = np.array([1.0, 5.0, 10.0])
+    theirs = point_errors_within(d, 100.0, (0.01, 0.05, 0.1), "<", arithmetic="torch-float32")
+    np.testing.assert_array_equal(np.diag(theirs), [False, True, True])
+    assert not np.diag(point_errors_within(d, 100.0, (0.01, 0.05, 0.1), "<")).any()  # float64: all ties lost
+    assert np.diag(point_errors_within(d, 100.0, (0.01, 0.05, 0.1), "<=")).all()
+
+
+def test_float32_image_threshold_product_is_float32():
+    # GeoAware-SC's `alpha * args.ANNO_SIZE`: float32(0.05) * 840 and float32(0.1) * 840 round to 42 and 84
+    # exactly; float32(0.15) * 840 = 126.0000050... rounds up to 126 + 2**-17
+    bounds = alpha_bounds((0.05, 0.1, 0.15), 840.0, "torch-float32", threshold_mode="img")
+    assert bounds.tolist() == [42.0, 84.0, 126.0 + 2.0**-17]
+    box = alpha_bounds((0.05, 0.1), 840.0, "torch-float32", threshold_mode="bbox")
+    assert box[0] > 42.0 and box[1] > 84.0  # float64 product of the float32 alphas
+
+
+def test_float32_distances_equal_torch_norm():
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(20000, 2, generator=generator) * 900
+    b = a + (torch.rand(20000, 2, generator=generator) - 0.5) * 200
+    # GeoAware-SC: (gt[:, [1, 0]] - pred[:, [1, 0]]).norm(dim=-1) on float32 tensors
+    expected = (a[:, [1, 0]] - b[:, [1, 0]]).norm(dim=-1).numpy().astype(np.float64)
+    got = point_distances(b.numpy().astype(np.float64), a.numpy().astype(np.float64), "torch-float32")
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_unknown_arithmetic_is_a_config_error():
+    with pytest.raises(ConfigError, match="arithmetic"):
+        point_distances(np.zeros((1, 2)), np.zeros((1, 2)), "float16")
+
+
+# ---------------------------------------------------------------- PCK-dagger candidates
+
+
+def test_dagger_candidates_target_visible_or_both_visible():
+    # row 1 is visible in the target only and lies 1 px from the prediction for row 0 (3 px from its own)
+    trg = np.array([[10.0, 10.0], [14.0, 10.0]])
+    pred = np.array([[13.0, 10.0], [0.0, 0.0]])
+    kwargs = dict(pred=pred, trg_kps=trg, src_visible=np.array([True, False]), trg_visible=np.array([True, True]),
+                  threshold=100.0)
+    ours = score_pair("p", "c", **kwargs)
+    jamais_vu = score_pair("p", "c", dagger_candidates="both-visible", **kwargs)
+    assert ours.n_points == jamais_vu.n_points == 1 and ours.correct[1] == jamais_vu.correct[1] == 1
+    assert ours.correct_dagger[1] == 0 and jamais_vu.correct_dagger[1] == 1
+    with pytest.raises(ConfigError, match="PCK-dagger candidate rule"):
+        score_pair("p", "c", dagger_candidates="all", **kwargs)

@@ -43,7 +43,7 @@ def test_img_threshold_in_square_frame_is_the_square_side():
     assert score.correct[1] == 1 and score.correct[0] == 0
 
 
-@pytest.mark.parametrize("text", ["square", "square:", "original:12", "cube:3"])
+@pytest.mark.parametrize("text", ["square", "square:", "original:12", "cube:3", "letterbox:0", "letterbox"])
 def test_bad_frames(text):
     with pytest.raises(ConfigError, match="malformed frame"):
         Frame.parse(text)
@@ -60,5 +60,36 @@ def test_spec_serialises_every_protocol_field():
     spec = BenchmarkSpec("b", 3, "d", "spair", "B", "test", Protocol(frame="square:840"), adapter_options={"x": 1})
     data = spec.to_json()
     assert data["protocol"] == {"threshold": "bbox", "alphas": [0.01, 0.05, 0.1, 0.15, 0.2], "comparison": "<=",
-                                "frame": "square:840", "pck_by": "image", "average": "all"}
+                                "frame": "square:840", "pck_by": "image", "average": "all",
+                                "arithmetic": "float64", "dagger_candidates": "target-visible", "name": "corrbench"}
     assert spec.key == "b@v3" and data["adapter_options"] == {"x": 1}
+
+
+def test_letterbox_frame_follows_geoaware_sc():
+    # 500 x 375 -> 840 x 630 inside 840 x 840: scale 1.68, offset_y = int((840 - 630) / 2) = 105
+    frame = Frame.parse("letterbox:840")
+    np.testing.assert_allclose(frame.points(np.array([[100.0, 100.0]]), (500, 375)), [[168.0, 273.0]])
+    # portrait 333 x 500: new width round(559.44) = 559, offset_x = int(281 / 2) = 140
+    np.testing.assert_allclose(frame.points(np.array([[0.0, 0.0]]), (333, 500)), [[140.0, 0.0]])
+    pair = _pair([[10.0, 10.0]], bbox=(10.0, 20.0, 110.0, 95.0), size=(500, 375))
+    assert frame.threshold("bbox", pair) == 100 * (840 / 500)  # the original side times the scale
+    assert frame.threshold("img", pair) == 840.0
+    # in float32, points are scaled as torch does: float32(x) * float32(scale)
+    f32 = frame.points(np.array([[123.0, 77.0]]), (500, 375), dtype=np.float32)
+    assert f32.dtype == np.float32 and f32[0, 0] == np.float32(123.0) * np.float32(840 / 500)
+
+
+def test_align_corners_frame_clamps_ground_truth_like_the_unified_benchmark():
+    frame = Frame.parse("square-align-corners:50")
+    np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100)), [[49.0, 0.0]])
+    np.testing.assert_allclose(frame.points(np.array([[199.0, 0.0]]), (200, 100), ground_truth=True),
+                               [[49 - 1e-4, 1e-4]])
+    # the keypoint box (bbox-kp) spans the scaled keypoints before clamping: 0 .. 49 wide, not 1e-4 .. 49 - 1e-4
+    pair = _pair([[0.0, 0.0], [199.0, 33.0]], size=(200, 100))
+    assert frame.threshold("bbox-kp", pair) == 49.0
+
+
+@pytest.mark.parametrize("field, value", [("arithmetic", "float16"), ("dagger_candidates", "all")])
+def test_protocol_validates_new_fields(field, value):
+    with pytest.raises(ConfigError, match=field):
+        Protocol(**{field: value})
