@@ -198,6 +198,7 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     published numbers."""
     from .errors import ConfigError
     from .results import find_results
+    from .protocols import PRESETS
     from .table import build_table, check_thresholds, load_published, render, usable_runs
 
     # `--thresholds 0.01 0.05 0.1`: click options take one value each, so the values after the first
@@ -222,7 +223,7 @@ def table_command(results_dir, thresholds, pck_by, avg, metric, benchmarks, meth
     table = build_table(results, thresholds=alphas, pck_by=pck_by, avg=avg, metric=metric, benchmarks=benchmarks,
                         methods=methods, protocol=protocol, partial=partial,
                         all_benchmarks=all_benchmarks or fmt in ("csv", "json"),  # the width limit is for reading
-                        published=load_published() if published else ())
+                        published=load_published() if published else (), known_protocols=PRESETS)
     if not table.rows:
         raise ConfigError("no run or published number matches these filters",
                           hint="each name exists, but not together; drop a --benchmark, --method or --protocol")

@@ -25,8 +25,8 @@ from .table_published import (
     benchmarks_by_coverage, describe, load_published, select_published, short_labels, source_numbers,
 )
 from .table_runs import (
-    DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, column_of, configuration, coverage, pair_marker,
-    protocol_name, reference_pairs, row_labels, select_cells,
+    DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
+    pair_marker, protocol_name, reference_pairs, row_labels, select_cells,
 )
 
 __all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
@@ -117,8 +117,9 @@ def build_table(
 ) -> Table:
     """The table of ``results`` (every run found; the newest complete one fills each cell).
 
-    ``protocol`` keeps only runs scored under that protocol (results without a protocol name were scored
-    under corrbench's); ``known_protocols`` are names accepted even when no run used them yet.
+    ``protocol`` keeps only runs scored under that protocol (``corrbench.protocols.recorded_protocol`` reads
+    results written before protocols were named); ``known_protocols`` are names accepted even when no run used
+    them yet. ``benchmarks`` match a run's recorded name (``spair71k-geoaware``) or its base (``spair71k``).
     """
     if pck_by not in ("image", "point") or avg not in ("all", "category") or metric not in METRICS:
         raise ConfigError(f"bad table options pck_by={pck_by!r} avg={avg!r} metric={metric!r}")
@@ -127,13 +128,13 @@ def build_table(
     if protocol is not None:
         _check_protocol(protocol, results, known_protocols)
         results = [r for r in results if protocol_name(r) == protocol]
-    _check_names("benchmark", benchmarks, {r["benchmark"]["name"] for r in results},
-                 {p["benchmark"] for p in published})
+    recorded_names = {r["benchmark"]["name"] for r in results} | {base_benchmark(r) for r in results}
+    _check_names("benchmark", benchmarks, recorded_names, {p["benchmark"] for p in published})
     _check_names("method", methods, {r["method"]["name"] for r in results}, {p["method"] for p in published})
     wanted_methods = {m.lower() for m in methods}
     results = [
         r for r in results
-        if (not benchmarks or r["benchmark"]["name"] in benchmarks)
+        if (not benchmarks or r["benchmark"]["name"] in benchmarks or base_benchmark(r) in benchmarks)
         and (not wanted_methods or r["method"]["name"].lower() in wanted_methods)
     ]
     local = _LocalPart(results, alphas, metric, pck_by, avg, partial)

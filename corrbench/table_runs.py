@@ -16,10 +16,11 @@ from pathlib import PurePath
 from typing import Any, Iterable
 
 from .metrics import SKIP_NO_VALID
+from .protocol import DEFAULT_PROTOCOL_NAME
+from .protocols import recorded_protocol
 from .results import fingerprint
 
-# Results written before protocol presets existed carry no name: they were scored under corrbench's own.
-DEFAULT_PROTOCOL = "corrbench"
+DEFAULT_PROTOCOL = DEFAULT_PROTOCOL_NAME
 # Cell markers (a row's label says *what* ran; these say *on which pairs*).
 MARK_OTHER_PAIRS = "†"
 MARK_PARTIAL = "‡"
@@ -27,13 +28,21 @@ _SHORT_VALUE = 24  # option values longer than this are shortened in labels (pat
 
 
 def protocol_name(result: dict[str, Any]) -> str:
-    return result["benchmark"]["protocol"].get("name", DEFAULT_PROTOCOL)
+    return recorded_protocol(result["benchmark"])[1]
+
+
+def base_benchmark(result: dict[str, Any]) -> str:
+    """The benchmark a run scored, without its protocol: ``spair71k`` for ``spair71k-geoaware`` runs."""
+    return recorded_protocol(result["benchmark"])[0]
 
 
 def column_of(result: dict[str, Any]) -> tuple[str, int, str]:
-    """(benchmark name, version, protocol name): runs share a column only when all three agree."""
-    bench = result["benchmark"]
-    return bench["name"], int(bench["version"]), protocol_name(result)
+    """(base benchmark, version, protocol name): runs share a column only when all three agree.
+
+    A run under a named protocol is recorded as ``<base>-<protocol>``; its column is the base benchmark's
+    under that protocol, so ``spair71k`` and ``spair71k (geoaware)`` sit side by side.
+    """
+    return base_benchmark(result), int(result["benchmark"]["version"]), protocol_name(result)
 
 
 def configuration(result: dict[str, Any]) -> dict[str, Any]:

@@ -182,6 +182,30 @@ def test_protocol_filters_runs_and_names_its_columns(invoke, oracle_result, tmp_
         "oracle (ground truth)": ["local", "100.0"]}
 
 
+def test_a_run_under_a_named_protocol_sits_under_its_base_benchmark(invoke, oracle_result, tmp_path,
+                                                                     synthetic_data_root):
+    from corrbench.evaluate import RunOptions, run
+
+    geoaware = run(RunOptions(method="oracle", benchmark="synthetic", protocol="geoaware", progress=False,
+                              data_root=synthetic_data_root, out=tmp_path / "results")).result
+    assert geoaware["benchmark"]["name"] == "synthetic-geoaware"
+    # a *-marco result written before protocols were named: its name alone says which protocol it is
+    legacy = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00", pck01=42.0, name="synthetic-marco")
+    legacy["benchmark"]["protocol"].pop("name", None)
+    legacy["benchmark"].pop("base", None)
+    write_run(tmp_path, legacy, "legacy-marco")
+    header = invoke("table", "-t", "0.1").output.splitlines()[0]
+    assert [c.strip() for c in header.split("|")[3:6]] == [
+        "synthetic @0.1", "synthetic (geoaware) @0.1", "synthetic (marco) @0.1"]
+    for name in ("synthetic", "synthetic-geoaware"):  # the base name or the recorded one
+        only = invoke("table", "--benchmark", name, "--protocol", "geoaware", "-t", "0.1")
+        assert only.exit_code == 0, only.output
+        assert rows_of(only.output) == {"oracle (ground truth)": ["local", "100.0"]}
+    # a registered protocol no run used yet is not a typo
+    unused = invoke("table", "--protocol", "unified")
+    assert unused.exit_code == 2 and "no run or published number matches" in unused.output
+
+
 def test_known_protocols_without_runs_are_accepted(oracle_result):
     table = build_table([oracle_result], protocol="geoaware", known_protocols=["geoaware"])
     assert table.rows == []
