@@ -70,7 +70,7 @@ def test_marco_benchmark_names_are_aliases_of_the_marco_protocol(name):
     alias = BENCHMARKS.get(f"{name}-marco")
     assert alias == apply_protocol(BENCHMARKS.get(name), "marco")
     # the identity that run ids and tables use is what it was before the presets existed
-    assert alias.key == f"{name}-marco@v1" and alias.protocol.frame == "square:770"
+    assert alias.key == f"{name}-marco@v{BENCHMARKS.get(name).version}" and alias.protocol.frame == "square:770"
 
 
 def test_unknown_protocol_suggests_the_close_name():
