@@ -30,8 +30,6 @@ from corrbench.cli import cli
 from corrbench.errors import ConfigError, ResultsError
 from corrbench.registry import METHODS
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def test_summarize_gives_the_spread_per_item_in_ms():
     seconds = [0.01 * k for k in range(1, 11)]  # 10 ms .. 100 ms per call

@@ -16,11 +16,6 @@ TINY = {"weights": "random", "backbone": "vits14", "resolution": 56}
 OPTIONS = {"weights": "random", "backbone": "vits14", "resolution": "56", "train_resolution": "56"}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-
-
 def trainable_names(matcher: DINOv2FineTuned) -> set[str]:
     return {n for n, p in matcher.model.named_parameters() if p.requires_grad}
 

@@ -41,7 +41,7 @@ def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str
 
 
 @pytest.mark.parametrize("release", sorted(CASES))
-def test_features_equal_the_official_implementation(release, one_torch_thread):
+def test_features_equal_the_official_implementation(release):
     golden = np.load(GOLDEN)
     seed = CASES[release]
     model = DinoVisionTransformer.from_spec(release).eval()

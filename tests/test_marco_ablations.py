@@ -36,9 +36,6 @@ EXPECTED_CHANGES = {
 }
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Presets.
 

@@ -40,8 +40,6 @@ WEIGHT_SEED = 21
 CHANNELS = slice(0, None, 24)
 TOLERANCE = {"features": 1e-4, "similarity": 2e-3, "points": 1e-3, "pixels": 1e-6}
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
     """The golden file's weights: one draw per key in sorted key order; norm weights near 1, the rest small."""

@@ -28,11 +28,6 @@ TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adap
 CANVAS = 56
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-
-
 def make_trainer(settings: MARCOTrainingSettings | None = None, steps_per_epoch: int = 10) -> MARCOTrainer:
     trainer = MARCOTrainer(MARCOMatcher(**TINY))
     recipe = dataclasses.replace(PRESETS["released"], train_resolution=CANVAS, method=settings or MARCOTrainingSettings())

@@ -3,7 +3,6 @@ like with like), and the script runs end to end."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from corrbench.benchmarks.perf import evaluation
@@ -11,8 +10,6 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.evaluate import RunOptions, run
 from corrbench.registry import BENCHMARKS, METHODS
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_naive_loop_and_harness_give_the_same_pck(tmp_path, data_env):

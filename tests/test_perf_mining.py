@@ -9,8 +9,6 @@ from corrbench.benchmarks.perf.mining_loops import loop_dense_flow, loop_mine_ma
 from corrbench.benchmarks.perf.mining_pair import make_mining_pair
 from corrbench.methods.marco.flow_anchoring import mine_matches, piecewise_affine_flow
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def pair():

@@ -44,9 +44,6 @@ from corrbench.training import (
 )
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 class TinyTrainable(TrainerBase, FeatureMatcher):
     """A 4-layer CNN with coordinate channels, trained with cross-entropy on the GT keypoint's cell."""
 
@@ -275,7 +272,6 @@ def three_epochs(tmp_path_factory, synthetic_data_root):
     out = tmp_path_factory.mktemp("runs")
     previous = os.environ.get("CORRBENCH_DATA")
     os.environ["CORRBENCH_DATA"] = str(synthetic_data_root)
-    torch.set_num_threads(1)
     try:
         return train(options(out, epochs=3, batch_size=24, lr=0.01, options={"resolution": "32"}))
     finally:
