@@ -182,7 +182,9 @@ def _fmt(value) -> str:
 @click.option("--avg", default="all", show_default=True, type=click.Choice(["all", "category"]),
               help="Pool all pairs, or average the per-category values.")
 @click.option("--metric", default="pck", show_default=True, type=click.Choice(["pck", "pck_dagger"]))
-@click.option("--benchmark", "benchmarks", multiple=True, help="Only these benchmarks (repeatable).")
+@click.option("--benchmark", "benchmarks", multiple=True,
+              help="Only these benchmarks (repeatable): a base name (spair71k, every protocol's columns) or a "
+                   "recorded one (spair71k-geoaware).")
 @click.option("--method", "methods", multiple=True, help="Only these methods (repeatable).")
 @click.option("--protocol", help="Only runs scored under this protocol (default: runs of every protocol, each in "
                                  "its own columns).")
