@@ -72,7 +72,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
 @click.option("--rescore", is_flag=True, help="Score cached predictions again without building the model.")
 @click.option("--no-download", is_flag=True, help="Never download missing data; say what to fetch instead.")
-@click.option("--strict", is_flag=True, help="Fail on a malformed pair instead of skipping and reporting it.")
+@click.option("--strict", is_flag=True, help="Fail on the first pair that would be skipped (malformed annotation, "
+              "missing image, keypoint off the image) instead of skipping and reporting it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run_command(method, benchmark, protocol, settings, device, dtype, batch_size, workers, limit, seed, out,
                 data_root, rescore, no_download, strict, quiet) -> None:
@@ -181,7 +182,9 @@ def _fmt(value) -> str:
 @click.option("--avg", default="all", show_default=True, type=click.Choice(["all", "category"]),
               help="Pool all pairs, or average the per-category values.")
 @click.option("--metric", default="pck", show_default=True, type=click.Choice(["pck", "pck_dagger"]))
-@click.option("--benchmark", "benchmarks", multiple=True, help="Only these benchmarks (repeatable).")
+@click.option("--benchmark", "benchmarks", multiple=True,
+              help="Only these benchmarks (repeatable): a base name (spair71k, every protocol's columns) or a "
+                   "recorded one (spair71k-geoaware).")
 @click.option("--method", "methods", multiple=True, help="Only these methods (repeatable).")
 @click.option("--protocol", help="Only runs scored under this protocol (default: runs of every protocol, each in "
                                  "its own columns).")

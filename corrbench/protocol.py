@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -36,7 +36,9 @@ from .metrics import (
     pck_threshold,
     score_pair,
 )
-from .types import Pair, Size
+
+if TYPE_CHECKING:  # annotations only: corrbench.types imports torch, and `corrbench table` / `ls` start without it
+    from .types import Pair, Size
 
 PCK_BY = ("image", "point")
 AVERAGES = ("all", "category")

@@ -140,9 +140,9 @@ def get_preset(name: str) -> ProtocolPreset:
         return PRESETS[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        known = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"one of {', '.join(PRESETS)}"
         raise UnknownNameError(f"unknown protocol {name!r}",
-                               hint=f"{hint}(`corrbench ls protocols` lists them)") from None
+                               hint=f"{known} (`corrbench ls protocols` says what each sets)") from None
 
 
 def apply_protocol(spec: BenchmarkSpec, name: str | None) -> BenchmarkSpec:

@@ -92,8 +92,9 @@ def test_spair71k_missing_image_is_skipped_or_raises(data_root):
     (skipped,) = result.skipped
     assert (skipped.reason, skipped.file) == ("missing image", str(image))
     assert TEST_STEMS[2] in skipped.name and "PairAnnotation" in skipped.detail
-    with pytest.raises(DataError, match=r"2009_000011\.jpg: missing image"):
+    with pytest.raises(DataError, match=r"2009_000011\.jpg: missing image") as info:
         spair71k(data_root, strict=True).pairs("test")
+    assert "put the image at that path" in info.value.hint and "remove the file" not in info.value.hint
 
 
 def test_spair71k_declares_the_official_archive(tmp_path):

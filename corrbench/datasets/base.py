@@ -180,7 +180,9 @@ class DatasetAdapter(abc.ABC):
         """The one record of a pair whose image file is absent (every adapter's, however it found out);
         ``context`` says where the image is named ("named in <file>")."""
         hint = self.missing_image_hint(image)
-        self.skip(skipped, name, SKIP_MISSING_IMAGE, image, context + (f"; {hint}" if hint else ""))
+        self.skip(skipped, name, SKIP_MISSING_IMAGE, image, context + (f"; {hint}" if hint else ""),
+                  strict_hint="put the image at that path (the dataset is incomplete), or run without --strict "
+                              "to skip its pairs")
 
     def missing_image_hint(self, image: Path) -> str:
         """Where a missing image comes from, for datasets assembled by hand (default: nothing to add)."""
@@ -199,13 +201,12 @@ class DatasetAdapter(abc.ABC):
             return False
         return True
 
-    def skip(self, skipped: list[SkippedPair], name: str, reason: str, file: Path | str = "", detail: str = "") -> None:
-        """Record a malformed pair, or raise in strict mode."""
+    def skip(self, skipped: list[SkippedPair], name: str, reason: str, file: Path | str = "", detail: str = "",
+             strict_hint: str = "fix or remove the file, or run without --strict to skip it") -> None:
+        """Record a malformed pair, or raise in strict mode (``strict_hint``: the fix, where ``file`` is not
+        the thing to edit, e.g. an image that does not exist)."""
         if self.strict:
-            raise DataError(
-                f"{file or name}: {reason}{': ' + detail if detail else ''}",
-                hint="fix or remove the file, or run without --strict to skip it",
-            )
+            raise DataError(f"{file or name}: {reason}{': ' + detail if detail else ''}", hint=strict_hint)
         skipped.append(SkippedPair(name, reason, str(file), detail))
 
 
