@@ -95,6 +95,11 @@ from corrbench.types import FeatureMap
 
 _PLUGINS = {
     "NoMatch": "class NoMatch(Matcher):\n    pass\n",
+    "PlainConfig": (
+        "class PlainConfig(Matcher):\n"
+        "    class Config:\n        seed = 0\n"
+        "    def match(self, batch):\n        return MatchOutput(points=batch.src_kps.clone())\n"
+    ),
     "Batched": (
         "class Batched(FeatureMatcher):\n"
         "    def build_localizer(self):\n        return build_localizer('argmax')\n"
@@ -116,6 +121,7 @@ _PLUGINS = {
 
 @pytest.mark.parametrize("name, code, needles", [
     ("NoMatch", 2, ("class NoMatch does not define match", "hint: a Matcher defines match(self, batch)")),
+    ("PlainConfig", 2, ("PlainConfig.Config is not a dataclass", "@dataclasses.dataclass")),
     ("Batched", 3, ("Batched.extract: FeatureMap.features must be one image's (C, h, w) tensor, got (1, 8, 4, 4)",
                     "FeatureMap(features[i], transform)")),
     ("AllNaN", 3, ("AllNaN.extract returned 128 of 128 non-finite descriptor values",)),
@@ -124,6 +130,12 @@ def test_broken_plugins_fail_with_one_message_naming_the_class(invoke, tmp_path,
     (tmp_path / "plugin.py").write_text(_PLUGIN_HEAD + _PLUGINS[name])
     result = invoke("run", "-m", f"plugin.py:{name}", "-b", "synthetic", "-q", "--limit", "1")
     _one_clean_error(result, code, *needles)
+
+
+def test_options_of_a_plugin_whose_config_is_not_a_dataclass_are_a_clean_error(invoke, tmp_path):
+    (tmp_path / "plugin.py").write_text(_PLUGIN_HEAD + _PLUGINS["PlainConfig"])
+    for command in (("ls", "options", "plugin.py:PlainConfig"), ("describe", "plugin.py:PlainConfig")):
+        _one_clean_error(invoke(*command), 2, "PlainConfig.Config is not a dataclass")
 
 
 def test_match_refuses_a_picture_name_it_cannot_write(invoke, tmp_path):
