@@ -44,12 +44,12 @@ with ``protocol.name = NAME`` recorded in every result. ``corrbench`` (the defau
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .errors import ConfigError, UnknownNameError
 from .protocol import DEFAULT_PROTOCOL_NAME, BenchmarkSpec
+from .registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,9 @@ def get_preset(name: str) -> ProtocolPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        close = did_you_mean(name, PRESETS)
         raise UnknownNameError(f"unknown protocol {name!r}",
-                               hint=f"{hint}(`corrbench ls protocols` lists them)") from None
+                               hint=f"{close + ' ' if close else ''}(`corrbench ls protocols` lists them)") from None
 
 
 def apply_protocol(spec: BenchmarkSpec, name: str | None) -> BenchmarkSpec:

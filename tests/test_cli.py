@@ -108,6 +108,8 @@ def test_ls_alone_lists_what_can_be_listed(invoke):
         assert re.search(rf"^corrbench ls {kind}\s+\S", result.output, re.M), result.output
     wrong = invoke("ls", "option", "tiny-vit")
     assert wrong.exit_code == 2 and "did you mean 'options'" in wrong.output
+    shouted = invoke("ls", "PROTOCOLS")
+    assert shouted.exit_code == 2 and "did you mean 'protocols'" in shouted.output
 
 
 def test_ls_options_lists_types_defaults_ranges_and_meaning(invoke):
