@@ -26,7 +26,7 @@ from .table_published import (
 )
 from .table_runs import (
     DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
-    pair_marker, protocol_name, reference_pairs, row_labels, select_cells,
+    pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells,
 )
 
 __all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
@@ -190,10 +190,7 @@ class _LocalPart:
     def notes(self) -> list[str]:
         notes: list[str] = []
         for result in self.cells.values():
-            bench, proto = result["benchmark"], result["benchmark"]["protocol"]
-            note = (f"{self.group_of[column_of(result)]}: v{bench['version']}, protocol {protocol_name(result)}, "
-                    f"threshold {proto['threshold']}, comparison {proto['comparison']}, frame {proto['frame']}, "
-                    f"split {bench['split']}")
+            note = f"{self.group_of[column_of(result)]}: {scoring_note(result)}"
             if note not in notes:
                 notes.append(note)
         for column, (_, variants) in sorted(self.references.items()):
