@@ -116,6 +116,9 @@ def test_ls_options_lists_types_defaults_ranges_and_meaning(invoke):
     result = invoke("ls", "options", "tiny-vit")
     assert result.exit_code == 0, result.output
     assert "  dim: int = 64    valid: >= 1\n      token width\n" in result.output, result.output
+    # the rules between options are declarations too: a user reading the ranges must also see them
+    assert "  and together:\n      resolution must be a multiple of patch_size\n      dim must be divisible by heads" \
+        in result.output, result.output
     dinov2 = invoke("ls", "options", "dinov2").output
     assert "  resolution: int = 840    valid: >= 14, multiple of 14\n      canvas side" in dinov2, dinov2
     assert "  window: int = 7    valid: >= 0\n" in dinov2

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from corrbench.config import Rule, build_config, describe_options, option, redefault
+from corrbench.config import Rule, build_config, describe_options, describe_rules, option, redefault
 from corrbench.errors import ConfigError
 from corrbench.registry import METHODS
 
@@ -152,3 +152,14 @@ def test_a_zero_validation_batch_is_refused_not_replaced():
 
     with pytest.raises(ConfigError, match="val_batch_size must be a positive integer"):
         train(TrainOptions(method="tiny-vit", benchmark="synthetic", val_batch_size=0, device="cpu"))
+
+
+def test_rules_read_as_sentences_about_the_options():
+    @dataclasses.dataclass
+    class Config:
+        dim: int = option(64, "width", ge=1)
+        heads: int = option(4, "heads", ge=1)
+        rules: ClassVar[tuple] = (Rule(lambda c: c.dim % c.heads == 0, "dim {dim} must be divisible by heads {heads}"),
+                                  Rule(lambda c: c.dim <= 1024, "at most 1024 wide, got {dim}"))
+
+    assert describe_rules(Config) == ["dim must be divisible by heads", "at most 1024 wide, got <dim>"]
