@@ -88,10 +88,9 @@ class ProtocolPreset:
         if spec.protocol.name == self.name:
             return spec
         if spec.protocol.name != DEFAULT_PROTOCOL_NAME:
-            base = spec.name.removesuffix(f"-{spec.protocol.name}")
             raise ConfigError(
                 f"benchmark {spec.name!r} is already scored under protocol {spec.protocol.name!r}",
-                hint=f"use --benchmark {base} --protocol {self.name}",
+                hint=f"use --benchmark {spec.base_name} --protocol {self.name}",
             )
         changes = self.overrides(spec)
         protocol = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("protocol.")}
