@@ -48,7 +48,8 @@ def column_of(result: dict[str, Any]) -> tuple[str, int, str]:
 
 def scoring_note(result: dict[str, Any]) -> str:
     """How a run was scored, for the note under its column: the protocol fields, the named protocol's data
-    options and an AP-10K folder's crowd rule when it is not the papers' (absent fields: an older result)."""
+    options and the data's own warning (``benchmark.data.warning``: an AP-10K folder built without the published
+    crowd list); fields an older result lacks are left out."""
     bench, proto = result["benchmark"], result["benchmark"]["protocol"]
     name = protocol_name(result)
     parts = [f"v{bench['version']}", f"protocol {name}", f"threshold {proto['threshold']}",
@@ -61,10 +62,8 @@ def scoring_note(result: dict[str, Any]) -> str:
     options = bench.get("adapter_options", {})
     parts += [f"{key}={options[key]}" for key in (preset.adapter_options if preset else ()) if key in options]
     parts.append(f"split {bench['split']}")
-    crowd = bench.get("data", {}).get("crowd_rule")
-    if crowd in ("derived", "other-list"):
-        parts.append(f"AP-10K crowd images {crowd}, not GeoAware-SC's published list (not the papers' test pairs)")
-    return ", ".join(parts)
+    warning = bench.get("data", {}).get("warning")
+    return ", ".join(parts) + (f"; data warning: {warning}" if warning else "")
 
 
 def configuration(result: dict[str, Any]) -> dict[str, Any]:

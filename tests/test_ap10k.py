@@ -405,6 +405,8 @@ def test_results_record_the_crowd_rule_and_warn_when_it_is_not_the_list(disagree
         assert data["crowd_rule"] == recorded and data["pair_list_sha256"] == manifest["pair_list_sha256"]
         assert data["seed"] == 42
         assert ("derived from the annotations" in caplog.text) == (rule == "derived")
+        # the result keeps the warning (tables repeat it), the papers' build has none
+        assert ("derived from the annotations" in data.get("warning", "")) == (rule == "derived")
         assert all(r.levelno == logging.WARNING for r in caplog.records if "crowd" in r.getMessage())
 
 

@@ -216,7 +216,8 @@ def test_column_notes_name_every_scoring_choice_that_is_not_corrbenchs(oracle_re
     unified = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00",
                       adapter_options={"floor_keypoints": True, "layout": "large"})
     unified["benchmark"]["protocol"]["name"] = "unified"
-    crowd = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00", data={"crowd_rule": "derived"})
+    crowd = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00",
+                    data={"crowd_rule": "derived", "warning": "AP-10K crowd images were derived from the annotations"})
     crowd["method"]["config"] = {"variant": "b"}
     notes = build_table([oracle_result, geoaware, unified]).notes
     assert "synthetic (geoaware): v1, protocol geoaware, threshold bbox, comparison <, frame letterbox:840, " \
@@ -224,7 +225,7 @@ def test_column_notes_name_every_scoring_choice_that_is_not_corrbenchs(oracle_re
     assert any(n.startswith("synthetic (unified):") and "floor_keypoints=True" in n and "layout" not in n
                for n in notes)
     assert "synthetic: v1, protocol corrbench, threshold bbox, comparison <=, frame original, split test" in notes
-    assert any("AP-10K crowd images derived, not GeoAware-SC's published list" in n
+    assert any(n.endswith("split test; data warning: AP-10K crowd images were derived from the annotations")
                for n in build_table([crowd]).notes)
 
 
