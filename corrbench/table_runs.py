@@ -47,9 +47,8 @@ def column_of(result: dict[str, Any]) -> tuple[str, int, str]:
 
 
 def scoring_note(result: dict[str, Any]) -> str:
-    """How a run was scored, for the note under its column: the protocol fields, the named protocol's data
-    options and the data's own warning (``benchmark.data.warning``: an AP-10K folder built without the published
-    crowd list); fields an older result lacks are left out."""
+    """How a run was scored, for the note under its column: the protocol fields and the named protocol's data
+    options; fields an older result lacks are left out."""
     bench, proto = result["benchmark"], result["benchmark"]["protocol"]
     name = protocol_name(result)
     parts = [f"v{bench['version']}", f"protocol {name}", f"threshold {proto['threshold']}",
@@ -62,8 +61,13 @@ def scoring_note(result: dict[str, Any]) -> str:
     options = bench.get("adapter_options", {})
     parts += [f"{key}={options[key]}" for key in (preset.adapter_options if preset else ()) if key in options]
     parts.append(f"split {bench['split']}")
-    warning = bench.get("data", {}).get("warning")
-    return ", ".join(parts) + (f"; data warning: {warning}" if warning else "")
+    return ", ".join(parts)
+
+
+def data_warning(result: dict[str, Any]) -> str | None:
+    """What the dataset adapter warned about the data a run read (``benchmark.data.warning``: e.g. an AP-10K
+    folder built without the published crowd list), or None."""
+    return result["benchmark"].get("data", {}).get("warning")
 
 
 def configuration(result: dict[str, Any]) -> dict[str, Any]:

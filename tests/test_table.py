@@ -225,8 +225,10 @@ def test_column_notes_name_every_scoring_choice_that_is_not_corrbenchs(oracle_re
     assert any(n.startswith("synthetic (unified):") and "floor_keypoints=True" in n and "layout" not in n
                for n in notes)
     assert "synthetic: v1, protocol corrbench, threshold bbox, comparison <=, frame original, split test" in notes
-    assert any(n.endswith("split test; data warning: AP-10K crowd images were derived from the annotations")
-               for n in build_table([crowd]).notes)
+    warned = copy.deepcopy(crowd)
+    warned["benchmark"]["protocol"]["name"] = "marco"
+    assert build_table([crowd, warned]).notes[-1] == (
+        "data warning (synthetic, synthetic (marco)): AP-10K crowd images were derived from the annotations")
 
 
 def test_known_protocols_without_runs_are_accepted(oracle_result):
