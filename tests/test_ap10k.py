@@ -599,6 +599,9 @@ def test_build_command_builds_and_prints_statistics(tmp_path):
 def test_build_command_crowd_options(tmp_path):
     fake_ap10k.write_raw(tmp_path / "data" / "AP-10K-raw")
     base = ["--data-root", str(tmp_path / "data"), "-q"]
+    missing = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-list", str(tmp_path / "nothere.txt")])
+    assert missing.exit_code != 0 and "cannot read the crowd list" in str(missing.exception)
+    assert "check the --crowd-list path, or build without --crowd-list" in missing.exception.hint
     result = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-rule", "derived"])
     assert result.exit_code == 0, result.output
     assert "crowd images: derived (1 ids)" in result.output
