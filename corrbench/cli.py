@@ -330,10 +330,10 @@ def ls_command(what: str | None, names: tuple[str, ...]) -> None:
         _print_columns([(f"corrbench ls {kind}", summary) for kind, (summary, _) in LISTINGS.items()])
         return
     if what not in LISTINGS:
-        import difflib
+        from .registry import did_you_mean
 
-        close = difflib.get_close_matches(what, list(LISTINGS), n=1)
-        raise ConfigError(f"cannot list {what!r}", hint=(f"did you mean {close[0]!r}? " if close else "")
+        close = did_you_mean(what, LISTINGS)
+        raise ConfigError(f"cannot list {what!r}", hint=(f"{close} " if close else "")
                           + f"corrbench ls lists: {', '.join(LISTINGS)}")
     LISTINGS[what][1](names)
 

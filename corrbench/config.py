@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Callable, Mapping
@@ -250,6 +251,17 @@ def describe_options(config_class: type) -> list[dict[str, Any]]:
             "used_when": " and ".join(f"{k} = {' or '.join(map(str, v))}" for k, v in used.items()) if used else "",
         })
     return rows
+
+
+def describe_rules(config_class: type) -> list[str]:
+    """The cross-field ``rules`` of a Config as sentences about the options: a message's ``name {name}`` reads
+    as the option's name, any other ``{name}`` as ``<name>`` ("dim {dim} must be divisible by heads {heads}"
+    -> "dim must be divisible by heads")."""
+    sentences = []
+    for rule in getattr(config_class, "rules", ()):
+        text = re.sub(r"\b(\w+) \{\1\}", r"\1", rule.message)
+        sentences.append(re.sub(r"\{(\w+)\}", r"<\1>", text))
+    return sentences
 
 
 def _type_name(annotation: Any) -> str:

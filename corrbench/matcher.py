@@ -6,8 +6,8 @@ target-image frame), so a wrong subclass fails loudly with its name in the messa
 
 Options: a subclass declares ``Config``, a dataclass of defaults whose fields may declare their meaning and
 valid values with ``corrbench.config.option``. ``Matcher(**options)`` (or ``--set key=value`` on the command
-line) overrides them strictly: unknown keys, unparsable or out-of-range values and unused options are errors. ``info()`` returns what goes into a result: class, merged config, weights source and hash,
-parameter counts.
+line) overrides them strictly: unknown keys, unparsable or out-of-range values and unused options are errors.
+``info()`` returns what goes into a result: class, merged config, weights source and hash, parameter counts.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import dataclasses
 import textwrap
 from typing import Any
 
-from .config import describe_options
+from .config import describe_options, describe_rules
 from .registry import METHODS
 
 
@@ -29,6 +29,10 @@ def options_table(method: str, width: int = 100) -> str:
         lines += wrap.wrap(row["help"] or "(undocumented)")
         if row["used_when"]:
             lines += wrap.wrap(f"used only with {row['used_when']}")
+    rules = describe_rules(cls.Config)
+    if rules:
+        lines.append("  and together:")
+        lines += [line for rule in rules for line in wrap.wrap(rule)]
     return "\n".join(lines)
 
 

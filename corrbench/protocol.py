@@ -57,7 +57,7 @@ class Frame:
     @classmethod
     def parse(cls, text: str) -> "Frame":
         match = _FRAME_RE.match(text)
-        if not match or (match.group(1) == "original") != (match.group(2) is None) or match.group(2) == "0":
+        if not match or (match.group(1) == "original") != (match.group(2) is None) or int(match.group(2) or 1) == 0:
             raise ConfigError(
                 f"malformed frame {text!r}",
                 hint="use 'original', 'square:<size>', 'square-align-corners:<size>' or 'letterbox:<size>' "

@@ -44,12 +44,12 @@ with ``protocol.name = NAME`` recorded in every result. ``corrbench`` (the defau
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .errors import ConfigError, UnknownNameError
 from .protocol import DEFAULT_PROTOCOL_NAME, BenchmarkSpec
+from .registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,9 @@ class ProtocolPreset:
         if spec.protocol.name == self.name:
             return spec
         if spec.protocol.name != DEFAULT_PROTOCOL_NAME:
-            base = spec.name.removesuffix(f"-{spec.protocol.name}")
             raise ConfigError(
                 f"benchmark {spec.name!r} is already scored under protocol {spec.protocol.name!r}",
-                hint=f"use --benchmark {base} --protocol {self.name}",
+                hint=f"use --benchmark {spec.base_name} --protocol {self.name}",
             )
         changes = self.overrides(spec)
         protocol = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("protocol.")}
@@ -139,8 +138,7 @@ def get_preset(name: str) -> ProtocolPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.5)
-        known = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"one of {', '.join(PRESETS)}"
+        known = did_you_mean(name, PRESETS) or f"one of {', '.join(PRESETS)}"
         raise UnknownNameError(f"unknown protocol {name!r}",
                                hint=f"{known} (`corrbench ls protocols` says what each sets)") from None
 

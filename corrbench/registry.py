@@ -12,6 +12,7 @@ Unknown names get did-you-mean suggestions; two different targets under one name
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import importlib
@@ -222,6 +223,11 @@ def _check_method(name: str, obj: Any) -> None:
             f"method {name!r}: class {obj.__name__} does not define {', '.join(missing)}",
             hint="a Matcher defines match(self, batch) -> MatchOutput; a FeatureMatcher defines "
             "extract(self, images) -> list[FeatureMap] and build_localizer(self)",
+        )
+    if not dataclasses.is_dataclass(getattr(obj, "Config", None)):  # build_config and `ls options` read its fields
+        raise ConfigError(
+            f"method {name!r}: {obj.__name__}.Config is not a dataclass",
+            hint="decorate it with @dataclasses.dataclass and give each option a default, e.g. `seed: int = 0`",
         )
 
 

@@ -26,7 +26,7 @@ from .table_published import (
 )
 from .table_runs import (
     DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
-    pair_marker, protocol_name, reference_pairs, row_labels, select_cells,
+    data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells,
 )
 
 __all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
@@ -189,13 +189,16 @@ class _LocalPart:
 
     def notes(self) -> list[str]:
         notes: list[str] = []
+        warned: dict[str, list[str]] = {}  # one note per data warning, naming every column it concerns
         for result in self.cells.values():
-            bench, proto = result["benchmark"], result["benchmark"]["protocol"]
-            note = (f"{self.group_of[column_of(result)]}: v{bench['version']}, protocol {protocol_name(result)}, "
-                    f"threshold {proto['threshold']}, comparison {proto['comparison']}, frame {proto['frame']}, "
-                    f"split {bench['split']}")
+            group = self.group_of[column_of(result)]
+            note = f"{group}: {scoring_note(result)}"
             if note not in notes:
                 notes.append(note)
+            warning = data_warning(result)
+            if warning and group not in warned.setdefault(warning, []):
+                warned[warning].append(group)
+        notes += [f"data warning ({', '.join(groups)}): {warning}" for warning, groups in warned.items()]
         for column, (_, variants) in sorted(self.references.items()):
             if variants > 1 and column in self.group_of:
                 notes.append(f"{self.group_of[column]}: complete runs scored {variants} different pair lists (data "

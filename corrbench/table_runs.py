@@ -16,8 +16,8 @@ from pathlib import PurePath
 from typing import Any, Iterable
 
 from .metrics import SKIP_NO_VALID
-from .protocol import DEFAULT_PROTOCOL_NAME
-from .protocols import recorded_protocol
+from .protocol import DEFAULT_PROTOCOL_NAME, Protocol
+from .protocols import PRESETS, recorded_protocol
 from .results import fingerprint
 
 DEFAULT_PROTOCOL = DEFAULT_PROTOCOL_NAME
@@ -25,6 +25,7 @@ DEFAULT_PROTOCOL = DEFAULT_PROTOCOL_NAME
 MARK_OTHER_PAIRS = "†"
 MARK_PARTIAL = "‡"
 _SHORT_VALUE = 24  # option values longer than this are shortened in labels (paths to their file name)
+_DEFAULT_SCORING = Protocol()
 
 
 def protocol_name(result: dict[str, Any]) -> str:
@@ -43,6 +44,30 @@ def column_of(result: dict[str, Any]) -> tuple[str, int, str]:
     under that protocol, so ``spair71k`` and ``spair71k (geoaware)`` sit side by side.
     """
     return base_benchmark(result), int(result["benchmark"]["version"]), protocol_name(result)
+
+
+def scoring_note(result: dict[str, Any]) -> str:
+    """How a run was scored, for the note under its column: the protocol fields and the named protocol's data
+    options; fields an older result lacks are left out."""
+    bench, proto = result["benchmark"], result["benchmark"]["protocol"]
+    name = protocol_name(result)
+    parts = [f"v{bench['version']}", f"protocol {name}", f"threshold {proto['threshold']}",
+             f"comparison {proto['comparison']}", f"frame {proto['frame']}"]
+    # fields that move numbers but were added later: named only where they are not corrbench's default
+    for key, label in (("arithmetic", "arithmetic"), ("dagger_candidates", "PCK-dagger candidates")):
+        if proto.get(key, getattr(_DEFAULT_SCORING, key)) != getattr(_DEFAULT_SCORING, key):
+            parts.append(f"{label} {proto[key]}")
+    preset = PRESETS.get(name)
+    options = bench.get("adapter_options", {})
+    parts += [f"{key}={options[key]}" for key in (preset.adapter_options if preset else ()) if key in options]
+    parts.append(f"split {bench['split']}")
+    return ", ".join(parts)
+
+
+def data_warning(result: dict[str, Any]) -> str | None:
+    """What the dataset adapter warned about the data a run read (``benchmark.data.warning``: e.g. an AP-10K
+    folder built without the published crowd list), or None."""
+    return result["benchmark"].get("data", {}).get("warning")
 
 
 def configuration(result: dict[str, Any]) -> dict[str, Any]:

@@ -405,6 +405,8 @@ def test_results_record_the_crowd_rule_and_warn_when_it_is_not_the_list(disagree
         assert data["crowd_rule"] == recorded and data["pair_list_sha256"] == manifest["pair_list_sha256"]
         assert data["seed"] == 42
         assert ("derived from the annotations" in caplog.text) == (rule == "derived")
+        # the result keeps the warning (tables repeat it), the papers' build has none
+        assert ("derived from the annotations" in data.get("warning", "")) == (rule == "derived")
         assert all(r.levelno == logging.WARNING for r in caplog.records if "crowd" in r.getMessage())
 
 
@@ -597,6 +599,9 @@ def test_build_command_builds_and_prints_statistics(tmp_path):
 def test_build_command_crowd_options(tmp_path):
     fake_ap10k.write_raw(tmp_path / "data" / "AP-10K-raw")
     base = ["--data-root", str(tmp_path / "data"), "-q"]
+    missing = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-list", str(tmp_path / "nothere.txt")])
+    assert missing.exit_code != 0 and "cannot read the crowd list" in str(missing.exception)
+    assert "check the --crowd-list path, or build without --crowd-list" in missing.exception.hint
     result = CliRunner().invoke(build_ap10k_command, [*base, "--crowd-rule", "derived"])
     assert result.exit_code == 0, result.output
     assert "crowd images: derived (1 ids)" in result.output

@@ -108,12 +108,17 @@ def test_ls_alone_lists_what_can_be_listed(invoke):
         assert re.search(rf"^corrbench ls {kind}\s+\S", result.output, re.M), result.output
     wrong = invoke("ls", "option", "tiny-vit")
     assert wrong.exit_code == 2 and "did you mean 'options'" in wrong.output
+    shouted = invoke("ls", "PROTOCOLS")
+    assert shouted.exit_code == 2 and "did you mean 'protocols'" in shouted.output
 
 
 def test_ls_options_lists_types_defaults_ranges_and_meaning(invoke):
     result = invoke("ls", "options", "tiny-vit")
     assert result.exit_code == 0, result.output
     assert "  dim: int = 64    valid: >= 1\n      token width\n" in result.output, result.output
+    # the rules between options are declarations too: a user reading the ranges must also see them
+    assert "  and together:\n      resolution must be a multiple of patch_size\n      dim must be divisible by heads" \
+        in result.output, result.output
     dinov2 = invoke("ls", "options", "dinov2").output
     assert "  resolution: int = 840    valid: >= 14, multiple of 14\n      canvas side" in dinov2, dinov2
     assert "  window: int = 7    valid: >= 0\n" in dinov2

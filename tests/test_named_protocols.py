@@ -80,6 +80,10 @@ def test_unknown_protocol_suggests_the_close_name():
     with pytest.raises(UnknownNameError) as info:
         get_preset("foo")  # nothing close: the hint names every protocol rather than a bare pointer
     assert info.value.hint.startswith("one of corrbench, marco, geoaware, unified")
+    # the suggestion is the registries' (one did-you-mean for every name): case does not hide it
+    with pytest.raises(UnknownNameError) as info:
+        get_preset("GEOAWARE")
+    assert "did you mean 'geoaware'?" in info.value.hint
 
 
 def test_a_protocol_on_a_benchmark_already_under_another_is_refused():

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from corrbench.config import Rule, build_config, describe_options, option, redefault
+from corrbench.config import Rule, build_config, describe_options, describe_rules, option, redefault
 from corrbench.errors import ConfigError
 from corrbench.registry import METHODS
 
@@ -95,6 +95,11 @@ from corrbench.types import FeatureMap
 
 _PLUGINS = {
     "NoMatch": "class NoMatch(Matcher):\n    pass\n",
+    "PlainConfig": (
+        "class PlainConfig(Matcher):\n"
+        "    class Config:\n        seed = 0\n"
+        "    def match(self, batch):\n        return MatchOutput(points=batch.src_kps.clone())\n"
+    ),
     "Batched": (
         "class Batched(FeatureMatcher):\n"
         "    def build_localizer(self):\n        return build_localizer('argmax')\n"
@@ -116,6 +121,7 @@ _PLUGINS = {
 
 @pytest.mark.parametrize("name, code, needles", [
     ("NoMatch", 2, ("class NoMatch does not define match", "hint: a Matcher defines match(self, batch)")),
+    ("PlainConfig", 2, ("PlainConfig.Config is not a dataclass", "@dataclasses.dataclass")),
     ("Batched", 3, ("Batched.extract: FeatureMap.features must be one image's (C, h, w) tensor, got (1, 8, 4, 4)",
                     "FeatureMap(features[i], transform)")),
     ("AllNaN", 3, ("AllNaN.extract returned 128 of 128 non-finite descriptor values",)),
@@ -124,6 +130,12 @@ def test_broken_plugins_fail_with_one_message_naming_the_class(invoke, tmp_path,
     (tmp_path / "plugin.py").write_text(_PLUGIN_HEAD + _PLUGINS[name])
     result = invoke("run", "-m", f"plugin.py:{name}", "-b", "synthetic", "-q", "--limit", "1")
     _one_clean_error(result, code, *needles)
+
+
+def test_options_of_a_plugin_whose_config_is_not_a_dataclass_are_a_clean_error(invoke, tmp_path):
+    (tmp_path / "plugin.py").write_text(_PLUGIN_HEAD + _PLUGINS["PlainConfig"])
+    for command in (("ls", "options", "plugin.py:PlainConfig"), ("describe", "plugin.py:PlainConfig")):
+        _one_clean_error(invoke(*command), 2, "PlainConfig.Config is not a dataclass")
 
 
 def test_match_refuses_a_picture_name_it_cannot_write(invoke, tmp_path):
@@ -140,3 +152,14 @@ def test_a_zero_validation_batch_is_refused_not_replaced():
 
     with pytest.raises(ConfigError, match="val_batch_size must be a positive integer"):
         train(TrainOptions(method="tiny-vit", benchmark="synthetic", val_batch_size=0, device="cpu"))
+
+
+def test_rules_read_as_sentences_about_the_options():
+    @dataclasses.dataclass
+    class Config:
+        dim: int = option(64, "width", ge=1)
+        heads: int = option(4, "heads", ge=1)
+        rules: ClassVar[tuple] = (Rule(lambda c: c.dim % c.heads == 0, "dim {dim} must be divisible by heads {heads}"),
+                                  Rule(lambda c: c.dim <= 1024, "at most 1024 wide, got {dim}"))
+
+    assert describe_rules(Config) == ["dim must be divisible by heads", "at most 1024 wide, got <dim>"]

@@ -43,7 +43,7 @@ def test_img_threshold_in_square_frame_is_the_square_side():
     assert score.correct[1] == 1 and score.correct[0] == 0
 
 
-@pytest.mark.parametrize("text", ["square", "square:", "original:12", "cube:3", "letterbox:0", "letterbox"])
+@pytest.mark.parametrize("text", ["square", "square:", "original:12", "cube:3", "letterbox:0", "letterbox", "square:00"])
 def test_bad_frames(text):
     with pytest.raises(ConfigError, match="malformed frame"):
         Frame.parse(text)

@@ -206,6 +206,31 @@ def test_a_run_under_a_named_protocol_sits_under_its_base_benchmark(invoke, orac
     assert unused.exit_code == 2 and "no run or published number matches" in unused.output
 
 
+def test_column_notes_name_every_scoring_choice_that_is_not_corrbenchs(oracle_result):
+    """What a named protocol changes beyond threshold/comparison/frame (float32 ties, dagger candidates, data
+    options) and an AP-10K folder built without the published crowd list are said under the column."""
+    geoaware = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00")
+    geoaware["benchmark"]["protocol"].update(name="geoaware", arithmetic="torch-float32",
+                                             dagger_candidates="both-visible", frame="letterbox:840",
+                                             comparison="<")
+    unified = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00",
+                      adapter_options={"floor_keypoints": True, "layout": "large"})
+    unified["benchmark"]["protocol"]["name"] = "unified"
+    crowd = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00",
+                    data={"crowd_rule": "derived", "warning": "AP-10K crowd images were derived from the annotations"})
+    crowd["method"]["config"] = {"variant": "b"}
+    notes = build_table([oracle_result, geoaware, unified]).notes
+    assert "synthetic (geoaware): v1, protocol geoaware, threshold bbox, comparison <, frame letterbox:840, " \
+           "arithmetic torch-float32, PCK-dagger candidates both-visible, split test" in notes
+    assert any(n.startswith("synthetic (unified):") and "floor_keypoints=True" in n and "layout" not in n
+               for n in notes)
+    assert "synthetic: v1, protocol corrbench, threshold bbox, comparison <=, frame original, split test" in notes
+    warned = copy.deepcopy(crowd)
+    warned["benchmark"]["protocol"]["name"] = "marco"
+    assert build_table([crowd, warned]).notes[-1] == (
+        "data warning (synthetic, synthetic (marco)): AP-10K crowd images were derived from the annotations")
+
+
 def test_known_protocols_without_runs_are_accepted(oracle_result):
     table = build_table([oracle_result], protocol="geoaware", known_protocols=["geoaware"])
     assert table.rows == []

@@ -51,7 +51,8 @@ Training (``trn``) skips argali sheep, black bear and king cheetah, as both refe
 Provenance: every result records, under ``benchmark.data``, the crowd rule that built the folder
 (``crowd_rule``: ``published-list``, ``other-list``, ``derived``, or ``not recorded`` for a folder without
 corrbench's ``manifest.json``) and, from the manifest, the build's seed and pair-list hash. A folder whose
-crowd images are not GeoAware-SC's published list logs a warning: its test pairs are not the papers'.
+crowd images are not GeoAware-SC's published list logs a warning (its test pairs are not the papers'), which
+the result keeps as ``benchmark.data.warning``.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class AP10K(DatasetAdapter):
         warning = crowd_warning(manifest)
         if warning:
             log.warning("warning: %s (%s)", warning, self.root)
+            notes["warning"] = warning  # kept with the result: `corrbench table` repeats it under the column
         return notes
 
     # -------------------------------------------------------------------------------------------- reading

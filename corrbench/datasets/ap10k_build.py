@@ -360,7 +360,8 @@ def read_crowd_list(path: Path) -> tuple[set[int], str]:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read the crowd list {path}: {exc}",
-                        hint=f"download it from {CROWD_LIST_URL}") from None
+                        hint=f"check the --crowd-list path, or build without --crowd-list to download GeoAware-SC's "
+                             f"published list ({CROWD_LIST_URL})") from None
     ids = set()
     for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
         text = line.strip()

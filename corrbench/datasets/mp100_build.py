@@ -48,9 +48,9 @@ The curation, and where each choice comes from:
    MP-100 has a second category named "face", id 18, supercategory "person", whose 100 annotations in
    ``mp100_split5_test.json`` hold 19 keypoints each on images under ``amur_tiger_body/``: not used);
    apparel is the 12 DeepFashion2 categories without ``shorts``; animal body is the 29 AP-10K bodies left
-   after the overlaps plus fly, locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb faces left; home furniture
-   is sofa (the paper's "couch"), table, bed and swivelchair, not chair. Categories of no domain (birds,
-   person, hand, the id-18 face, chair, shorts, suv) are simply not used.
+   after the overlaps plus fly, locust (DeepPoseKit) and macaque (MacaquePose); animal face the 26 AnimalWeb
+   faces left; home furniture is sofa (the paper's "couch"), table, bed and swivelchair, not chair. Categories
+   of no domain (birds, person, hand, the id-18 face, chair, shorts, suv) are simply not used.
 6. Pairs: ordered (source, target) pairs of two different images of one category that share at least
    ``MIN_SHARED`` = 3 keypoints visible in both (corrbench's choice, the per-image bar of step 3 applied to
    the pair, as AP-10K's test pairs do, so that no pair is unscorable).
