@@ -13,11 +13,11 @@ the i-th source entry against the i-th target entry. That pairs different keypoi
 images' visibility patterns differ or an image has more than one annotated animal; corrbench matches keypoints
 by index on one instance per image (``corrbench.datasets.mp100``), so it scores other rows and its numbers there
 can differ from the paper's by design. Measured on MP-100's real test annotations (a public copy of
-mp100_split{1..5}_test.json) with MARCO's released lists: in animal body, 1,543 of the 2,000 pairs have at least
-one mismatched row and 12,614 of the 29,056 rows MARCO scores pair two different keypoint types (a lower bound:
-same-type rows on different animals are not counted); 274 pairs involve an image with several annotations. In
-human face, apparel, animal face and home furniture no row is mismatched (same visibility patterns, one
-annotation per image), so there the ``*-marco`` variants score the rows MARCO scores.
+mp100_split{1..5}_test.json) with MARCO's released lists (``tools/marco_mp100_rows.py``): in animal body, 1,543
+of the 2,000 pairs have at least one mismatched row and 12,614 of the 29,056 rows MARCO scores pair two different
+keypoint types (a lower bound: same-type rows on different animals are not counted); 274 pairs involve an image
+with several annotations. In human face, apparel, animal face and home furniture no row is mismatched (same
+visibility patterns, one annotation per image), so there the ``*-marco`` variants score the rows MARCO scores.
 
 PF-PASCAL and AP-10K need no variant: MARCO scales them uniformly, so the original frame matches up to the
 rounding of the short side. For AP-10K (read in MARCO's datasets/ap10k.py and dataset.py) that is: longest side
