@@ -24,6 +24,7 @@ from .batching import batch_loader
 from .config import build_config, config_to_json
 from .data_root import resolve_data_root
 from .datasets import PairSet, make_adapter
+from .datasets.base import KEYPOINT_MARGIN
 from .environment import describe_environment
 from .errors import ConfigError, ResultsError
 from .matcher import Matcher
@@ -179,7 +180,9 @@ def run(opts: RunOptions) -> RunOutcome:
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "partial": len(scored.pairs) < len(pairset.pairs),
         "benchmark": {**spec.to_json(), "key": spec.key, "pairs_fingerprint": scored.fingerprint(),
-                      "data": dict(pairset.notes)},
+                      "data": dict(pairset.notes),
+                      # the reading rule that skips pairs with impossible keypoints decides what scores
+                      "keypoint_margin": KEYPOINT_MARGIN},
         "method": method_info,
         "counts": _counts(pairset, summary["counts"], opts.limit),
         "timing": timing,

@@ -21,11 +21,12 @@ from tabulate import tabulate
 
 from .errors import ConfigError
 from .metrics import ALPHAS, alpha_key
+from .protocol import DEFAULT_PROTOCOL_NAME
 from .table_published import (
     benchmarks_by_coverage, describe, load_published, select_published, short_labels, source_numbers,
 )
 from .table_runs import (
-    DEFAULT_PROTOCOL, MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
+    MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
     data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells,
 )
 
@@ -164,7 +165,7 @@ class _LocalPart:
             versions.setdefault(name, set()).add(version)
         self.versions = versions
         self.group_of = {column: self.group_label(*column) for _, column in self.cells}
-        ordered_columns = sorted(set(self.group_of), key=lambda c: (c[0], c[1], c[2] != DEFAULT_PROTOCOL, c[2]))
+        ordered_columns = sorted(set(self.group_of), key=lambda c: (c[0], c[1], c[2] != DEFAULT_PROTOCOL_NAME, c[2]))
         self.columns = [Column(self.group_of[c], a, c[0], c[1], c[2]) for c in ordered_columns for a in alphas]
         samples = {key: result for (key, _), result in self.cells.items()}
         labels = row_labels(samples)
@@ -185,7 +186,7 @@ class _LocalPart:
 
     def group_label(self, name: str, version: int, protocol: str) -> str:
         label = f"{name}@v{version}" if len(self.versions.get(name, ())) > 1 else name
-        return label if protocol == DEFAULT_PROTOCOL else f"{label} ({protocol})"
+        return label if protocol == DEFAULT_PROTOCOL_NAME else f"{label} ({protocol})"
 
     def notes(self) -> list[str]:
         notes: list[str] = []
@@ -243,8 +244,8 @@ def _published_part(records, local: _LocalPart, *, alphas, metric, pck_by, avg, 
     if hidden:
         notes.append(f"published numbers for {len(hidden)} more benchmark(s) not shown ({', '.join(hidden)}): "
                      f"add --benchmark NAME, or --all-benchmarks for every one")
-    group_of = {b: local.group_label(b, next(iter(local.versions.get(b, {0}))), DEFAULT_PROTOCOL) for b in shown}
-    columns = [Column(group_of[b], a, b, None, DEFAULT_PROTOCOL) for b in shown for a in alphas]
+    group_of = {b: local.group_label(b, next(iter(local.versions.get(b, {0}))), DEFAULT_PROTOCOL_NAME) for b in shown}
+    columns = [Column(group_of[b], a, b, None, DEFAULT_PROTOCOL_NAME) for b in shown for a in alphas]
     kept = [r for r in selected if any(b in shown for b, _ in r.cells)]
     kept.sort(key=lambda r: (labels[id(r)].lower(), r.sources_of(set(shown))))
     numbers = source_numbers([r.sources_of(set(shown)) for r in kept])
@@ -306,7 +307,7 @@ def _check_protocol(name: str, results: list[dict[str, Any]], known: Iterable[st
     from .registry import did_you_mean
 
     seen = {protocol_name(r) for r in results}
-    valid = seen | set(known) | {DEFAULT_PROTOCOL}
+    valid = seen | set(known) | {DEFAULT_PROTOCOL_NAME}
     if name not in valid:
         hint = did_you_mean(name, valid)
         listing = f"protocols of these results: {', '.join(sorted(seen)) or 'none'}"

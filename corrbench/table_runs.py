@@ -16,11 +16,10 @@ from pathlib import PurePath
 from typing import Any, Iterable
 
 from .metrics import SKIP_NO_VALID
-from .protocol import DEFAULT_PROTOCOL_NAME, Protocol
+from .protocol import Protocol
 from .protocols import PRESETS, recorded_protocol
 from .results import fingerprint
 
-DEFAULT_PROTOCOL = DEFAULT_PROTOCOL_NAME
 # Cell markers (a row's label says *what* ran; these say *on which pairs*).
 MARK_OTHER_PAIRS = "†"
 MARK_PARTIAL = "‡"

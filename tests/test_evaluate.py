@@ -41,6 +41,7 @@ def test_random_scores_low_and_result_has_required_fields(tmp_path, data_env):
     for key in ("schema_version", "command", "created_at", "benchmark", "method", "counts", "timing", "env"):
         assert key in result
     assert result["benchmark"]["protocol"]["comparison"] == "<=" and result["benchmark"]["version"] == 1
+    assert result["benchmark"]["keypoint_margin"] == 0.5  # the reading rule that decides which pairs score
     assert set(result["env"]) >= {"corrbench", "git_commit", "python", "torch", "device", "dtype", "batch_size", "seed"}
     assert result["method"]["weights"]["source"] == "none" and "parameters" in result["method"]
     lines = (outcome.directory / "pairs.jsonl").read_text().splitlines()
