@@ -84,7 +84,11 @@ def test_missing_data_names_the_path(invoke, tmp_path):
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["--debug", "run", "--method", "nope", "--benchmark", "synthetic"])
-    assert result.exit_code != 0 and result.exception is not None
+    # the original exception propagates (CliRunner would record SystemExit for any plain non-zero exit)
+    assert result.exit_code != 0 and type(result.exception).__name__ == "UnknownNameError"
+    plain = CliRunner().invoke(cli, ["run", "--method", "nope", "--benchmark", "synthetic"])
+    assert isinstance(plain.exception, SystemExit) and plain.exit_code == 2
+    assert "Traceback" not in plain.output and "unknown method 'nope'" in plain.output
 
 
 def test_ls(invoke):
