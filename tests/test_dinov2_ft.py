@@ -12,6 +12,8 @@ from corrbench.evaluate import RunOptions, run
 from corrbench.methods.dinov2_ft import PRESETS, DINOv2FineTuned, DINOv2FineTunedTrainer
 from corrbench.training import RESUME_KEYS, TrainOptions, train, trainer_for
 
+from result_checks import assert_summary_matches_pair_scores
+
 TINY = {"weights": "random", "backbone": "vits14", "resolution": 56}
 OPTIONS = {"weights": "random", "backbone": "vits14", "resolution": "56", "train_resolution": "56"}
 
@@ -91,7 +93,8 @@ def test_engine_training_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path
 
     opts = RunOptions(method=method, benchmark="synthetic", limit=8, batch_size=4, out=tmp_path / "results",
                       progress=False, options={**TINY, "resolution": "56", "checkpoint": str(outcome.last_checkpoint)})
-    result = run(opts).result
+    run_outcome = run(opts)
+    result = run_outcome.result
     assert result["counts"]["pairs"] == 8
     assert result["method"]["weights"]["checkpoint"]["sha256"] == info["checkpoint"]["sha256"]
-    assert 0.0 <= result["metrics"]["pck"]["image"]["all"]["0.1"] <= 100.0
+    assert_summary_matches_pair_scores(result, run_outcome.directory)

@@ -8,6 +8,8 @@ from corrbench.evaluate import RunOptions, run
 from corrbench.matching import GaussianSoftArgmax, WindowSoftArgmax
 from corrbench.registry import METHODS
 
+from result_checks import assert_summary_matches_pair_scores
+
 SIZES = {"vits14": 384, "vitb14": 768, "vitl14": 1024, "vitg14": 1536}
 
 
@@ -76,7 +78,8 @@ def test_runs_end_to_end_on_the_synthetic_benchmark(tmp_path, data_env):
     opts = RunOptions(method="dinov2-vits14-reg", benchmark="synthetic", options={"weights": "random",
                       "resolution": "56", "localizer": "window-soft-argmax"}, limit=8, batch_size=4,
                       out=tmp_path, progress=False)
-    result = run(opts).result
+    outcome = run(opts)
+    result = outcome.result
     assert result["counts"]["pairs"] == 8 and result["method"]["weights"]["source"] == "random"
     assert result["method"]["config"]["localizer"] == "window-soft-argmax"
-    assert 0.0 <= result["metrics"]["pck"]["image"]["all"]["0.1"] <= 100.0
+    assert_summary_matches_pair_scores(result, outcome.directory)

@@ -34,6 +34,8 @@ from corrbench.methods.marco import (
 )
 from corrbench.methods.marco.matcher import clamp_to_content
 
+from result_checks import assert_summary_matches_pair_scores
+
 TINY = MARCOArchitecture(backbone="vits14", adapter_blocks=(10, 12), upsampling_stages=1)
 TINY_OPTIONS = {"backbone": "vits14", "adapter_blocks": "10,12", "upsampling_stages": "1", "weights": "random",
                 "checkpoint": "random", "resolution": "56"}
@@ -429,10 +431,11 @@ def test_runs_end_to_end_on_the_synthetic_benchmark(tmp_path, data_env):
     assert METHODS.get("marco") is MARCOMatcher
     opts = RunOptions(method="marco", benchmark="synthetic", options=dict(TINY_OPTIONS), limit=4, batch_size=2,
                       out=tmp_path, progress=False)
-    result = run(opts).result
+    outcome = run(opts)
+    result = outcome.result
     assert result["counts"]["pairs"] == 4
     method = result["method"]
     assert method["weights"]["source"] == "random" and method["weights"]["backbone"]["source"] == "random"
     assert method["parameters"]["adapters"] == 2 * (2 * 384 + 384 * 192 + 192 + 192 * 384 + 384)
     assert method["config"]["resize"] == "stretch" and method["config"]["adapter_blocks"] == [10, 12]
-    assert 0.0 <= result["metrics"]["pck"]["image"]["all"]["0.1"] <= 100.0
+    assert_summary_matches_pair_scores(result, outcome.directory)
