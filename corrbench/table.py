@@ -2,8 +2,9 @@
 
 Columns are (column group, alpha). A column group is one benchmark version under one protocol: a benchmark
 whose runs come from several spec versions gets ``spair71k@v1`` and ``spair71k@v2``, and a protocol other
-than corrbench's own is named in the header (``spair71k (marco)``), so numbers that are not comparable
-never share a column. Rows and cell markers are explained in ``table_runs`` (local) and ``table_published``
+than corrbench's own is named in the header (``spair71k (marco)``); runs scored with other protocol fields
+under one name and version (a preset changed between them) get ``[scoring <hash>]`` groups. Numbers that are
+not comparable never share a column. Rows and cell markers are explained in ``table_runs`` (local) and ``table_published``
 (published); every marker is explained under the table, and csv/json give numbers as numbers with the
 markers in their own fields.
 """
@@ -161,11 +162,13 @@ class _LocalPart:
         self.cells = select_cells(results, partial=partial)
         self.references = reference_pairs(results)  # from every run, also those no cell shows
         versions: dict[str, set[int]] = {}
-        for _, (name, version, _) in self.cells:
+        scorings: dict[tuple[str, int, str], set[str]] = {}
+        for _, (name, version, protocol, scoring) in self.cells:
             versions.setdefault(name, set()).add(version)
-        self.versions = versions
+            scorings.setdefault((name, version, protocol), set()).add(scoring)
+        self.versions, self.scorings = versions, scorings
         self.group_of = {column: self.group_label(*column) for _, column in self.cells}
-        ordered_columns = sorted(set(self.group_of), key=lambda c: (c[0], c[1], c[2] != DEFAULT_PROTOCOL_NAME, c[2]))
+        ordered_columns = sorted(set(self.group_of), key=lambda c: (c[0], c[1], c[2] != DEFAULT_PROTOCOL_NAME, c[2:]))
         self.columns = [Column(self.group_of[c], a, c[0], c[1], c[2]) for c in ordered_columns for a in alphas]
         samples = {key: result for (key, _), result in self.cells.items()}
         labels = row_labels(samples)
@@ -184,9 +187,15 @@ class _LocalPart:
                 row.cells[f"{group} @{a}"] = Cell(value, "n/a" if value is None else f"{value:.1f}", marker)
         self.rows = sorted(rows.values(), key=lambda r: r.label.lower())
 
-    def group_label(self, name: str, version: int, protocol: str) -> str:
+    def group_label(self, name: str, version: int, protocol: str, scoring: str | None = None) -> str:
         label = f"{name}@v{version}" if len(self.versions.get(name, ())) > 1 else name
-        return label if protocol == DEFAULT_PROTOCOL_NAME else f"{label} ({protocol})"
+        if protocol != DEFAULT_PROTOCOL_NAME:
+            label = f"{label} ({protocol})"
+        # one name and version scored two ways (a protocol's fields changed between runs): the note under
+        # each column, keyed by this label, lists its fields
+        if scoring is not None and len(self.scorings.get((name, version, protocol), ())) > 1:
+            label = f"{label} [scoring {scoring}]"
+        return label
 
     def notes(self) -> list[str]:
         notes: list[str] = []

@@ -9,6 +9,7 @@ run fills a cell only when partial runs are asked for and no complete run exists
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -36,13 +37,25 @@ def base_benchmark(result: dict[str, Any]) -> str:
     return recorded_protocol(result["benchmark"])[0]
 
 
-def column_of(result: dict[str, Any]) -> tuple[str, int, str]:
-    """(base benchmark, version, protocol name): runs share a column only when all three agree.
+def column_of(result: dict[str, Any]) -> tuple[str, int, str, str]:
+    """(base benchmark, version, protocol name, scoring fingerprint): runs share a column only when all agree.
 
     A run under a named protocol is recorded as ``<base>-<protocol>``; its column is the base benchmark's
-    under that protocol, so ``spair71k`` and ``spair71k (geoaware)`` sit side by side.
+    under that protocol, so ``spair71k`` and ``spair71k (geoaware)`` sit side by side. The fingerprint keeps
+    runs apart whose protocol fields differ under one name and version (a preset changed between two runs).
     """
-    return base_benchmark(result), int(result["benchmark"]["version"]), protocol_name(result)
+    return (base_benchmark(result), int(result["benchmark"]["version"]), protocol_name(result),
+            scoring_fingerprint(result))
+
+
+def scoring_fingerprint(result: dict[str, Any]) -> str:
+    """A short hash of the protocol fields a run was scored with. Fields an older result lacks take their
+    defaults (they were added with those defaults' behaviour); the name is left out (it is in the column key)."""
+    recorded = result["benchmark"]["protocol"]
+    known = {f.name for f in dataclasses.fields(Protocol)} - {"name"}
+    fields = dataclasses.asdict(Protocol(**{k: v for k, v in recorded.items() if k in known}))
+    fields.pop("name")
+    return fingerprint(fields)[:8]
 
 
 def scoring_note(result: dict[str, Any]) -> str:

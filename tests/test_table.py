@@ -231,6 +231,24 @@ def test_column_notes_name_every_scoring_choice_that_is_not_corrbenchs(oracle_re
         "data warning (synthetic, synthetic (marco)): AP-10K crowd images were derived from the annotations")
 
 
+def test_runs_scored_with_other_fields_under_one_protocol_name_get_their_own_columns(invoke, oracle_result,
+                                                                                      tmp_path):
+    # the same preset name and benchmark version, but the preset's fields changed between the two runs
+    old = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00", pck01=42.0, name="synthetic-geoaware")
+    old["benchmark"]["protocol"].update(name="geoaware", frame="letterbox:840", comparison="<")
+    new = copy.deepcopy(old)
+    new["created_at"] = "2999-01-02T00:00:00+00:00"
+    new["metrics"]["pck"]["image"]["all"]["0.1"] = 43.0
+    new["benchmark"]["protocol"]["arithmetic"] = "torch-float32"
+    write_run(tmp_path, old, "geoaware-old")
+    write_run(tmp_path, new, "geoaware-new")
+    output = invoke("table", "--protocol", "geoaware", "-t", "0.1").output
+    header = [c.strip() for c in output.splitlines()[0].split("|")[3:5]]
+    assert all(h.startswith("synthetic (geoaware) [scoring ") for h in header) and header[0] != header[1]
+    assert sorted(rows_of(output)["oracle (ground truth)"][1:]) == ["42.0", "43.0"]  # neither hides the other
+    assert "arithmetic torch-float32" in output  # the note under the newer column says how it differs
+
+
 def test_known_protocols_without_runs_are_accepted(oracle_result):
     table = build_table([oracle_result], protocol="geoaware", known_protocols=["geoaware"])
     assert table.rows == []
