@@ -54,7 +54,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError, DataError
-from ..types import Pair, Size
+from ..geometry import Size
+from ..types import Pair
 from .base import DatasetAdapter, PairSet, SkippedPair
 from .download import DatasetSource
 from .spair import VOC_CLASSES
