@@ -65,7 +65,8 @@ from corrbench.matcher import FeatureMatcher
 from corrbench.matching import Localizer, build_localizer, gaussian_soft_argmax, sample_descriptors, similarity_maps
 from corrbench.types import FeatureMap
 
-from .model import MARCOArchitecture, MARCOModel, build_marco_model
+from .checkpoint import build_marco_model
+from .model import MARCOArchitecture, MARCOModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
