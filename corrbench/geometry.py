@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .types import Size
 
+Size = tuple[int, int]  # (width, height)
 Points = Union[np.ndarray, torch.Tensor]
 
 COORDINATE_RULES = ("half_pixel", "scale", "align_corners")

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .geometry import cell_centres, cells_to_sampling_grid
-from .types import Size
+from .geometry import Size, cell_centres, cells_to_sampling_grid
 
 
 def _check_scores(scores: torch.Tensor, name: str) -> None:

@@ -38,7 +38,8 @@ from .metrics import (
 )
 
 if TYPE_CHECKING:  # annotations only: corrbench.types imports torch, and `corrbench table` / `ls` start without it
-    from .types import Pair, Size
+    from .geometry import Size
+    from .types import Pair
 
 PCK_BY = ("image", "point")
 AVERAGES = ("all", "category")

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .errors import MatcherContractError
-
-if TYPE_CHECKING:
-    from .geometry import ResizeTransform
-
-Size = tuple[int, int]  # (width, height)
+from .geometry import ResizeTransform, Size
 
 
 def _as_points(value: Any, name: str, pair_id: str) -> np.ndarray:
@@ -192,7 +188,7 @@ class FeatureMap:
     """
 
     features: torch.Tensor
-    transform: "ResizeTransform"  # corrbench.geometry imports this module, hence the string annotation
+    transform: ResizeTransform
     cell_rule: str = "half_pixel"
 
     def __post_init__(self) -> None:

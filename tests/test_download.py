@@ -11,8 +11,8 @@ import zipfile
 
 import pytest
 
-from corrbench.datasets.base import DatasetAdapter, DatasetSource, PairSet
-from corrbench.datasets.download import fetch_source
+from corrbench.datasets.base import DatasetAdapter, PairSet
+from corrbench.datasets.download import DatasetSource, fetch_source
 from corrbench.errors import DataError
 from fake_server import FakeServer, closed_port_url
 

@@ -152,10 +152,10 @@ def test_strict_loading_lists_what_does_not_fit_and_names_the_file(tmp_path, cha
 
 
 def test_a_checkpoint_that_does_not_fit_fails_before_the_backbone_is_read(tmp_path, monkeypatch):
-    import corrbench.methods.marco.model as model_mod
+    import corrbench.methods.marco.checkpoint as factory_mod  # build_marco_model's home
 
     path = save_checkpoint(tmp_path / "other.pth", tiny_model())
-    monkeypatch.setattr(model_mod, "load_dinov2", lambda *a, **k: pytest.fail("backbone read before the check"))
+    monkeypatch.setattr(factory_mod, "load_dinov2", lambda *a, **k: pytest.fail("backbone read before the check"))
     with pytest.raises(ConfigError, match="does not fit the MARCO model") as err:
         build_marco_model("random", path)  # the released architecture: ViT-L, blocks 15..23, 2 stages
     assert "12 unexpected: dino.blocks.10.adapter" in str(err.value) and "vitl14_reg" in str(err.value)

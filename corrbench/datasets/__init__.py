@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 
 if TYPE_CHECKING:
     from ..protocol import BenchmarkSpec

@@ -86,7 +86,8 @@ from .ap10k_build import (
     crowd_rule_of,
     crowd_warning,
 )
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 
 log = logging.getLogger(__name__)
 

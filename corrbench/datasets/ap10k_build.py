@@ -101,7 +101,7 @@ from typing import Any, Iterable, Sequence
 import click
 import numpy as np
 
-from corrbench.datasets.base import DatasetSource
+from corrbench.datasets.download import DatasetSource, fetch_source
 from corrbench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -629,8 +629,6 @@ def _replace_directory(tmp: Path, out_root: Path) -> None:
 
 def published_crowd_list(data_root: Path, progress: bool = True) -> Path:
     """GeoAware-SC's crowd list under ``data_root`` (downloaded when absent), checked against its pinned sha256."""
-    from corrbench.datasets.download import fetch_source
-
     source = CROWD_LIST_SOURCE
     try:
         path = fetch_source(source, data_root, progress=progress)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import DataError
+from .download import DatasetSource, fetch_source
 
 if TYPE_CHECKING:  # the adapters' builders and `corrbench download` stay free of torch
     from ..types import Pair
@@ -28,40 +29,6 @@ if TYPE_CHECKING:  # the adapters' builders and `corrbench download` stay free o
 KEYPOINT_MARGIN = 0.5
 SKIP_MISSING_IMAGE = "missing image"
 SKIP_BAD_KEYPOINT = "keypoint off the image"
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """One thing to fetch for a dataset, relative to the data root.
-
-    name: what it is, for messages ("SPair-71k images and annotations").
-    url: direct download address, or None when only a manual step can get it.
-    filename: saved as ``<data root>/.downloads/<filename>``.
-    kind: ``archive`` (.zip, .tar, .tar.gz, .tgz: extracted) or ``file`` (placed as is).
-    destination: for an archive, the folder under the data root it is extracted into ("" = the data root).
-    provides: a path under the data root that exists once this source is in place (how presence is checked);
-        a ``file`` source is placed exactly there.
-    sha256, size: known checksum and size in bytes, or None: then the first download's are recorded in
-        ``.downloads/<filename>.json`` and verified on later downloads.
-    manual: step-by-step instructions for sources that need a person (Google Drive quotas, passwords).
-    """
-
-    name: str
-    url: str | None
-    filename: str
-    provides: str
-    kind: str = "archive"
-    destination: str = ""
-    sha256: str | None = None
-    size: int | None = None
-    manual: str = ""
-
-    @property
-    def automatic(self) -> bool:
-        return self.url is not None and not self.manual
-
-    def is_present(self, data_root: Path) -> bool:
-        return (Path(data_root) / self.provides).exists()
 
 
 @dataclass(frozen=True)
@@ -136,8 +103,6 @@ class DatasetAdapter(abc.ABC):
             return
         missing = [s for s in self.sources if not s.is_present(self.data_root)]
         if download and missing and all(s.automatic for s in missing):
-            from .download import fetch_source
-
             for source in missing:
                 fetch_source(source, self.data_root, progress=progress)
             if self.is_available():

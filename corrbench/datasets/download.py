@@ -32,15 +32,49 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
-from .base import DatasetSource
 
 #: (connect, read) seconds: an unreachable server fails fast, a slow but alive one gets a minute per chunk.
 TIMEOUT = (10, 60)
 CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One thing to fetch for a dataset, relative to the data root.
+
+    name: what it is, for messages ("SPair-71k images and annotations").
+    url: direct download address, or None when only a manual step can get it.
+    filename: saved as ``<data root>/.downloads/<filename>``.
+    kind: ``archive`` (.zip, .tar, .tar.gz, .tgz: extracted) or ``file`` (placed as is).
+    destination: for an archive, the folder under the data root it is extracted into ("" = the data root).
+    provides: a path under the data root that exists once this source is in place (how presence is checked);
+        a ``file`` source is placed exactly there.
+    sha256, size: known checksum and size in bytes, or None: then the first download's are recorded in
+        ``.downloads/<filename>.json`` and verified on later downloads.
+    manual: step-by-step instructions for sources that need a person (Google Drive quotas, passwords).
+    """
+
+    name: str
+    url: str | None
+    filename: str
+    provides: str
+    kind: str = "archive"
+    destination: str = ""
+    sha256: str | None = None
+    size: int | None = None
+    manual: str = ""
+
+    @property
+    def automatic(self) -> bool:
+        return self.url is not None and not self.manual
+
+    def is_present(self, data_root: Path) -> bool:
+        return (Path(data_root) / self.provides).exists()
 
 
 def fetch_source(source: DatasetSource, data_root: Path, *, progress: bool = True) -> Path:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..types import Size
+from ..geometry import Size
 
 
 def _open(path: Path, mode: str | None) -> np.ndarray:

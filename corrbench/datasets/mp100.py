@@ -44,7 +44,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import Pair
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 from .mp100_build import (
     ANNOTATIONS_DIR,
     ANNOTATIONS_URL,

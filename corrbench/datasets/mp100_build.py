@@ -90,7 +90,7 @@ from typing import Any, Iterable, Mapping
 import click
 
 from ..errors import ConfigError, DataError
-from .base import DatasetSource
+from .download import DatasetSource, fetch_source
 
 DATA_DIR = "MP-100"  # the benchmarks' data_dir under the data root
 ANNOTATIONS_DIR = "annotations"
@@ -932,8 +932,6 @@ def install_official_lists(
     else:
         extracted = data_root / OFFICIAL_PAIR_LISTS.destination
         if not OFFICIAL_PAIR_LISTS.is_present(data_root):
-            from .download import fetch_source
-
             fetch_source(OFFICIAL_PAIR_LISTS, data_root, progress=progress)
         lists = read_official_folder(extracted)
         downloaded = data_root / ".downloads" / OFFICIAL_PAIR_LISTS.filename

@@ -54,8 +54,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError, DataError
-from ..types import Pair, Size
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from ..geometry import Size
+from ..types import Pair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 from .spair import VOC_CLASSES
 
 log = logging.getLogger(__name__)

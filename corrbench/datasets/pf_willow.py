@@ -49,7 +49,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import Pair
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 from .pf_pascal import image_size, kp_box, read_csv, subset_categories
 
 PF_WILLOW_CLASSES = (

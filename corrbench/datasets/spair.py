@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import Pair
-from .base import DatasetAdapter, DatasetSource, PairSet, SkippedPair
+from .base import DatasetAdapter, PairSet, SkippedPair
+from .download import DatasetSource
 
 SPAIR_CATEGORIES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",

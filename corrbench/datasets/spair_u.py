@@ -57,7 +57,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import Pair
-from .base import DatasetSource, PairSet, SkippedPair
+from .base import PairSet, SkippedPair
+from .download import DatasetSource
 from .spair import SPAIR71K_SOURCE, SPAIR71K_URL, SPairLayout
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 corrbench's own implementation, equal in behaviour and checkpoint layout to the released code:
 
-- ``model``: the network (frozen DINOv2 + AdaptFormer adapters + 4x upsampling head), ``build_marco_model``;
-- ``checkpoint``: the released ``marco_release.pth``, strict loading, saving in the same layout;
+- ``model``: the network (frozen DINOv2 + AdaptFormer adapters + 4x upsampling head);
+- ``checkpoint``: the released ``marco_release.pth``, strict loading, saving in the same layout, ``build_marco_model``;
 - ``matcher``: the ``marco`` method (``MARCOMatcher``), its preprocessing and matching rule.
 
 Python use::
@@ -16,9 +16,16 @@ Python use::
     points = matcher.transfer_points(src_image, trg_image, [[120, 45], [80, 200]])  # original target pixels
 """
 
-from .checkpoint import RELEASE_FILENAME, RELEASE_URL, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    RELEASE_FILENAME,
+    RELEASE_URL,
+    build_marco_model,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .matcher import MARCOMatcher, canvas_transform, predict_canvas_points
-from .model import RELEASED, Adapter, AdaptedBlock, MARCOArchitecture, MARCOModel, UpsamplingStage, build_marco_model
+from .model import RELEASED, Adapter, AdaptedBlock, MARCOArchitecture, MARCOModel, UpsamplingStage
 
 __all__ = [
     "RELEASED",

@@ -1,4 +1,5 @@
-"""MARCO checkpoints: the released file, strict loading, and saving in the same layout.
+"""MARCO checkpoints: the released file, strict loading, saving in the same layout, and ``build_marco_model``
+(backbone weights + checkpoint -> a ready network).
 
 Layout (the authors' ``train.py`` and ``hubconf.py``): ``{"model": {name: tensor}}`` where ``model`` holds only
 the adapter and head parameters (``dino.blocks.<i>.adapter.*``, ``upscale.<j>.*``); the frozen backbone
@@ -29,10 +30,11 @@ from typing import Any
 
 import torch
 
+from corrbench.backbones.dinov2 import load_dinov2
 from corrbench.backbones.weights import RANDOM, hub_checkpoint_path, read_checkpoint_file, resolve_weights
 from corrbench.errors import ConfigError, DataError
 
-from .model import MARCOArchitecture, MARCOModel
+from .model import RELEASED, MARCOArchitecture, MARCOModel
 
 RELEASE_URL = "https://github.com/visinf/MARCO/releases/download/v1.0/marco_release.pth"
 #: The name torch.hub gives the released file in its cache (``hubconf.py`` downloads it the same way).
@@ -149,6 +151,39 @@ def load_checkpoint(
         model.load_state_dict(state, strict=False)  # its complement, the backbone, was checked to be absent
     model.provenance = {**info, "backbone": model.provenance.get("backbone", {})}
     return dict(info)
+
+
+def build_marco_model(
+    weights: str | Path | Mapping[str, torch.Tensor] | None = None,
+    checkpoint: str | Path | Mapping[str, Any] | None = None,
+    *,
+    architecture: MARCOArchitecture = RELEASED,
+    seed: int = 0,
+    progress: bool = True,
+) -> MARCOModel:
+    """A ready MARCO network in eval mode.
+
+    weights: the DINOv2 backbone, as ``load_dinov2`` takes it: None (the official file of
+        ``architecture.backbone``, from the torch hub cache or downloaded), a path, a state dict, or "random".
+    checkpoint: adapters and head, as ``load_checkpoint`` takes it: None
+        (the released ``marco_release.pth``), a path, a ``{"model": ...}`` or bare state dict, or "random"
+        (the training initialisation: zero adapters, a head drawn from ``seed``; never touches the network).
+
+    Provenance: ``model.weights_info()`` gives the checkpoint's source and sha256 and the backbone's.
+    """
+    # The checkpoint first: a wrong or unobtainable one fails before the (large) backbone is read.
+    state, info = resolve_checkpoint(checkpoint, architecture, progress=progress)
+    backbone = load_dinov2(architecture.backbone, weights=weights, progress=progress, seed=seed)
+    # The trainable part's initialisation is drawn from its own seed, not from the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MARCOModel(architecture, backbone)
+    if state is not None:
+        model.load_state_dict(state, strict=False)  # checked above: exactly the adapters and the head
+    else:
+        info = {**info, "seed": seed}
+    model.provenance = {**info, "backbone": backbone.weights_info()}
+    return model.eval()
 
 
 def _trainable(state: MARCOModel | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

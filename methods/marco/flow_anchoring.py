@@ -109,9 +109,8 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import Delaunay, QhullError
 
-from corrbench.geometry import cell_centres, pixels_to_cells
+from corrbench.geometry import Size, cell_centres, pixels_to_cells
 from corrbench.matching import sample_descriptors, similarity_maps
-from corrbench.types import Size
 
 RATIO_RULES = ("released", "cosine_distance")
 #: What becomes the pseudo-labels (``FlowAnchoringConfig.pseudo_labels``; see "Ablation variants" above).

@@ -64,9 +64,8 @@ import torch
 import torch.nn.functional as F
 
 from corrbench.errors import ConfigError
-from corrbench.geometry import cell_centres, pixels_to_cells
+from corrbench.geometry import Size, cell_centres, pixels_to_cells
 from corrbench.matching import sample_descriptors
-from corrbench.types import Size
 
 from .schedules import RELEASED_SIGMA, SigmaSchedule
 

@@ -60,12 +60,13 @@ from PIL import Image
 
 from corrbench.config import option
 from corrbench.errors import ConfigError
-from corrbench.geometry import ResizePolicy, ResizeTransform, cells_to_pixels, pixels_to_cells, resize_image
+from corrbench.geometry import ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_image
 from corrbench.matcher import FeatureMatcher
 from corrbench.matching import Localizer, build_localizer, gaussian_soft_argmax, sample_descriptors, similarity_maps
-from corrbench.types import FeatureMap, Size
+from corrbench.types import FeatureMap
 
-from .model import MARCOArchitecture, MARCOModel, build_marco_model
+from .checkpoint import build_marco_model
+from .model import MARCOArchitecture, MARCOModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -25,16 +25,14 @@ wrapper renames them (``dino.blocks.15.block.norm1.weight``), but those never ap
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from corrbench.backbones.dinov2 import Block, DinoVisionTransformer, dinov2_spec, load_dinov2
+from corrbench.backbones.dinov2 import Block, DinoVisionTransformer, dinov2_spec
 from corrbench.errors import ConfigError
 
 ADAPTER_SCALE = 0.1
@@ -255,38 +253,3 @@ class MARCOModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         (tokens,) = self.dino.get_intermediate_layers(images, n=1, reshape=True, norm=True)
         return self.upscale(tokens)
-
-
-def build_marco_model(
-    weights: str | Path | Mapping[str, torch.Tensor] | None = None,
-    checkpoint: str | Path | Mapping[str, Any] | None = None,
-    *,
-    architecture: MARCOArchitecture = RELEASED,
-    seed: int = 0,
-    progress: bool = True,
-) -> MARCOModel:
-    """A ready MARCO network in eval mode.
-
-    weights: the DINOv2 backbone, as ``load_dinov2`` takes it: None (the official file of
-        ``architecture.backbone``, from the torch hub cache or downloaded), a path, a state dict, or "random".
-    checkpoint: adapters and head, as ``corrbench.methods.marco.checkpoint.load_checkpoint`` takes it: None
-        (the released ``marco_release.pth``), a path, a ``{"model": ...}`` or bare state dict, or "random"
-        (the training initialisation: zero adapters, a head drawn from ``seed``; never touches the network).
-
-    Provenance: ``model.weights_info()`` gives the checkpoint's source and sha256 and the backbone's.
-    """
-    from .checkpoint import resolve_checkpoint
-
-    # The checkpoint first: a wrong or unobtainable one fails before the (large) backbone is read.
-    state, info = resolve_checkpoint(checkpoint, architecture, progress=progress)
-    backbone = load_dinov2(architecture.backbone, weights=weights, progress=progress, seed=seed)
-    # The trainable part's initialisation is drawn from its own seed, not from the caller's random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MARCOModel(architecture, backbone)
-    if state is not None:
-        model.load_state_dict(state, strict=False)  # checked above: exactly the adapters and the head
-    else:
-        info = {**info, "seed": seed}
-    model.provenance = {**info, "backbone": backbone.weights_info()}
-    return model.eval()
