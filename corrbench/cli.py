@@ -128,7 +128,7 @@ def bench_command(method, settings, preset, resolution, batch_size, dtype, devic
 
     from .bench import BenchOptions, bench, default_output, format_history, format_table, history
     from .config import parse_assignments
-    from .results import write_json_atomic
+    from .files import write_json_atomic
 
     record = bench(BenchOptions(
         method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,

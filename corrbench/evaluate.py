@@ -33,18 +33,9 @@ from .precision import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
 from .protocols import apply_protocol
+from .files import json_identity_hash, write_json_atomic, write_jsonl_atomic
 from .registry import BENCHMARKS, METHODS, is_file_reference
-from .results import (
-    PAIRS_FILE,
-    PREDICTIONS_FILE,
-    RESULT_FILE,
-    RUN_FILE,
-    SCHEMA_VERSION,
-    fingerprint,
-    run_directory,
-    write_json_atomic,
-    write_jsonl_atomic,
-)
+from .results import PAIRS_FILE, PREDICTIONS_FILE, RESULT_FILE, RUN_FILE, SCHEMA_VERSION, run_directory
 
 
 
@@ -133,7 +124,7 @@ def run(opts: RunOptions) -> RunOutcome:
     }
     directory = run_directory(opts.out, spec.name, name, identity)
     stored = _stored_run(directory)
-    if stored is not None and fingerprint(stored["identity"]) != fingerprint(identity):
+    if stored is not None and json_identity_hash(stored["identity"]) != json_identity_hash(identity):
         raise ResultsError(
             f"{directory} holds predictions of a different configuration",
             hint=f"delete {directory} or pass another --out",

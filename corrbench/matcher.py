@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
-import json
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -24,6 +22,7 @@ from torch import nn
 from .config import build_config, config_to_json
 from .errors import MatcherContractError
 from .feature_cache import FeatureCache
+from .files import json_identity_hash
 from .geometry import cells_to_pixels, pixels_to_cells
 from .matching import Localizer, sample_descriptors, similarity_maps
 from .types import FeatureMap, MatchOutput, PairBatch
@@ -164,7 +163,7 @@ class FeatureMatcher(Matcher):
             "config": config,
             "weights": self.weights_info().get("sha256") or self.weights_info().get("source"),
         }
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        return json_identity_hash(identity)[:16]
 
     def features(self, images: Sequence[torch.Tensor], image_ids: Sequence[str]) -> list[FeatureMap]:
         """FeatureMaps for ``images``, extracting each distinct uncached image once, in one batch."""

@@ -11,15 +11,13 @@ A run directory ``<out>/<benchmark>/<method>/<run-id>/`` holds:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ResultsError
+from .files import json_identity_hash
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -30,41 +28,13 @@ RUN_FILE = "run.json"
 _REQUIRED = ("schema_version", "command", "created_at", "benchmark", "method", "counts", "timing", "env", "metrics")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that ``path`` is either the old file or the whole new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
 def safe_name(name: str) -> str:
     """A method or benchmark name as a directory name (file references like ``x.py:Cls`` included)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"
 
 
-def fingerprint(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
 def run_directory(out: Path, benchmark: str, method: str, identity: dict[str, Any]) -> Path:
-    return Path(out) / safe_name(benchmark) / safe_name(method) / fingerprint(identity)[:12]
+    return Path(out) / safe_name(benchmark) / safe_name(method) / json_identity_hash(identity)[:12]
 
 
 def load_result(path: Path) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Iterable
 
+from .files import json_identity_hash
 from .metrics import SKIP_NO_VALID
 from .protocol import Protocol
 from .protocols import PRESETS, recorded_protocol
-from .results import fingerprint
 
 # Cell markers (a row's label says *what* ran; these say *on which pairs*).
 MARK_OTHER_PAIRS = "†"
@@ -96,7 +96,7 @@ def configuration(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_key(result: dict[str, Any]) -> str:
-    return fingerprint(configuration(result))
+    return json_identity_hash(configuration(result))
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def _weights_texts(weights: list[Any]) -> dict[str, str]:
 
     def checksum(w: Any) -> str:
         digest = w.get("sha256") if isinstance(w, dict) else None
-        return (digest or fingerprint({"weights": w}))[:8]
+        return (digest or json_identity_hash({"weights": w}))[:8]
 
     for namer in (source, checksum):
         names = {k: namer(w) for k, w in distinct.items()}

@@ -52,12 +52,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .backbones import IMAGENET_MEAN, IMAGENET_STD
 from .datasets.images import load_mask
 from .errors import ConfigError, DataError
 from .types import Pair
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_RULES = ("auto", "stretch", "pad")
 MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
 _CLAMP_EPS = 1e-4  # MARCO's regularise_coordinates(eps=1e-4)

@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import inspect
 import json
 import os
@@ -68,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence, ru
 import click
 
 from .errors import ConfigError, CorrbenchError, DataError
+from .files import json_identity_hash, replacing, write_json_atomic
 
 if TYPE_CHECKING:  # torch loads inside the functions that use it, so `corrbench --help` starts fast
     import torch
@@ -597,34 +597,26 @@ def run_identity(method: str, method_cls: type, method_config: dict, preset: str
     }
 
 
-def _hash(identity: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoints
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
     import torch
-    
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _link(target: Path, alias: Path) -> None:
     """``alias`` becomes a hard link to ``target`` (a copy where links are impossible), replaced atomically."""
-    tmp = alias.with_name(f".{alias.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(target, tmp)
-    except OSError:
-        import shutil
+    with replacing(alias) as tmp:
+        try:
+            os.link(target, tmp)
+        except OSError:
+            import shutil
 
-        shutil.copyfile(target, tmp)
-    os.replace(tmp, alias)
+            shutil.copyfile(target, tmp)
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
@@ -784,7 +776,7 @@ class _Run:
                                      self.spec.key, opts.seed, opts.dtype)
         from .results import safe_name
 
-        self.run_dir = Path(opts.out) / "train" / safe_name(self.method) / safe_name(self.spec.name) / _hash(self.identity)[:12]
+        self.run_dir = Path(opts.out) / "train" / safe_name(self.method) / safe_name(self.spec.name) / json_identity_hash(self.identity)[:12]
 
         adapter = make_adapter(self.spec, resolve_data_root(opts.data_root))
         adapter.prepare(progress=opts.progress and self.procs.main, download=opts.download)
@@ -853,7 +845,6 @@ def train(opts: TrainOptions) -> TrainOutcome:
 
     from .evaluate import synchronize
     from .precision import LossScaling, autocast
-    from .results import write_json_atomic
     from .train_data import EpochBatches, collate_training
 
     run = _Run(opts)
@@ -864,7 +855,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     checkpoint = load_checkpoint_file(resume_file) if resume_file is not None else None
     if checkpoint is not None:
         stored = checkpoint["config"]["identity"]
-        if _hash(stored) != _hash(run.identity):
+        if json_identity_hash(stored) != json_identity_hash(run.identity):
             changes = "; ".join(_differences(stored, run.identity)[:8])
             raise ConfigError(f"{resume_file} was trained with another configuration ({changes})",
                               hint="resume with the options of that run, or start a new run without --resume")

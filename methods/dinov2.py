@@ -22,14 +22,13 @@ from typing import ClassVar, Sequence
 
 import torch
 
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
 from corrbench.matching import LOCALIZERS, Localizer, build_localizer
 from corrbench.types import FeatureMap
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH = 14
 _LOCALIZER_DEFAULT_TEMPERATURE = {"window-soft-argmax": 0.02, "gaussian-soft-argmax": 0.03}
 

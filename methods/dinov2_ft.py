@@ -51,6 +51,7 @@ from torch import nn
 
 from corrbench.config import option, redefault
 from corrbench.errors import ConfigError
+from corrbench.files import file_sha256
 from corrbench.geometry import pixels_to_cells
 from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
@@ -134,7 +135,7 @@ class DINOv2FineTuned(DINOv2Matcher):
             raise ConfigError(f"{path} has no {CHECKPOINT_KEY!r} entry",
                               hint="a dinov2-ft checkpoint is {'model': {trainable block tensors}}")
         self.load_trainable_state(state[CHECKPOINT_KEY], str(path))
-        self._checkpoint_info = {"path": str(path), "sha256": _file_sha256(path)}
+        self._checkpoint_info = {"path": str(path), "sha256": file_sha256(path)}
 
     def weights_info(self) -> dict:
         info = self.model.weights_info()
@@ -245,11 +246,3 @@ class DINOv2FineTunedTrainer(TrainerBase):
         if CHECKPOINT_KEY not in state:
             raise ConfigError(f"the checkpoint has no {CHECKPOINT_KEY!r} entry")
         self.matcher.load_trainable_state(state[CHECKPOINT_KEY], "the checkpoint")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -13,14 +13,13 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import Rule, option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
 from corrbench.matching import LOCALIZERS, Localizer, build_localizer
 from corrbench.types import FeatureMap
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TinyViT(nn.Module):

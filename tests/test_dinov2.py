@@ -255,17 +255,17 @@ def test_sha256_is_cached_beside_the_file(tmp_path):
     f = tmp_path / "w.pth"
     f.write_bytes(b"abc")
     sha = hashlib.sha256(b"abc").hexdigest()
-    assert weights_mod.file_sha256(f) == sha
+    assert weights_mod.cached_file_sha256(f) == sha
     side = tmp_path / "w.pth.sha256"
     record = json.loads(side.read_text())
     assert record["sha256"] == sha and record["size"] == 3
     # Same size and mtime: the side file is trusted (this is what saves re-hashing a 1 GB file).
     side.write_text(json.dumps({**record, "sha256": "cached"}))
-    assert weights_mod.file_sha256(f) == "cached"
+    assert weights_mod.cached_file_sha256(f) == "cached"
     # The file changed: recomputed.
     f.write_bytes(b"abcd")
     os.utime(f, ns=(record["mtime_ns"] + 10**9, record["mtime_ns"] + 10**9))
-    assert weights_mod.file_sha256(f) == hashlib.sha256(b"abcd").hexdigest()
+    assert weights_mod.cached_file_sha256(f) == hashlib.sha256(b"abcd").hexdigest()
 
 
 def test_strict_loading_lists_every_kind_of_mismatch(vits, vits_file, tmp_path):

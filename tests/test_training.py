@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from corrbench import FeatureMap, FeatureMatcher
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.errors import ConfigError
@@ -21,8 +22,6 @@ from corrbench.geometry import ResizePolicy, pixels_to_cells
 from corrbench.matching import build_localizer, sample_descriptors, similarity_maps
 from corrbench.registry import BENCHMARKS, METHODS
 from corrbench.train_data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     EpochBatches,
     TrainDataOptions,
     TrainingPairs,

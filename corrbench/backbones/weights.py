@@ -11,7 +11,6 @@ in a side file ``<file>.sha256`` and recomputed only when the file's size or mti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -22,6 +21,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import ConfigError, CorrbenchError, DataError
+from ..files import file_sha256, write_text_atomic
 
 try:  # the shared resumable, atomic downloader; looked up at call time so tests can monkeypatch it here
     from corrbench.datasets.download import download_file
@@ -60,12 +60,12 @@ def resolve_weights(
         if not path.is_file():
             raise ConfigError(f"weights file not found: {path}",
                               hint=f"pass an existing checkpoint, or omit it to use the official file ({url})")
-        return path, {"source": str(path.resolve()), "path": str(path.resolve()), "sha256": file_sha256(path)}
+        return path, {"source": str(path.resolve()), "path": str(path.resolve()), "sha256": cached_file_sha256(path)}
 
     path = hub_checkpoint_path(filename)
     if not path.is_file():
         _download(url, path, progress)
-    return path, {"source": url, "path": str(path), "sha256": file_sha256(path)}
+    return path, {"source": url, "path": str(path), "sha256": cached_file_sha256(path)}
 
 
 def _download(url: str, path: Path, progress: bool) -> None:
@@ -90,8 +90,8 @@ def _download(url: str, path: Path, progress: bool) -> None:
         raise DataError(f"downloading {url} did not produce {path}", hint=manual)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of ``path``, cached in ``<path>.sha256`` keyed by size and mtime."""
+def cached_file_sha256(path: Path) -> str:
+    """``files.file_sha256`` of ``path``, cached in ``<path>.sha256`` keyed by size and mtime."""
     path = Path(path)
     stat = path.stat()
     key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -103,15 +103,10 @@ def file_sha256(path: Path) -> str:
     except (OSError, ValueError, AttributeError):
         pass  # absent, unreadable or stale: recompute
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha = file_sha256(path)
     try:
-        tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**key, "sha256": sha}) + "\n")
-        os.replace(tmp, side)  # atomic: a concurrent reader sees the old record or the new one
+        # atomic: a concurrent reader sees the old record or the new one
+        write_text_atomic(side, json.dumps({**key, "sha256": sha}) + "\n")
     except OSError:
         pass  # a read-only cache only costs recomputation next time
     return sha

@@ -103,6 +103,7 @@ import numpy as np
 
 from corrbench.datasets.download import DatasetSource, fetch_source
 from corrbench.errors import ConfigError, DataError
+from corrbench.files import file_sha256, replacing_directory
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def read_raw(raw_root: Path) -> RawAP10K:
     for name in RAW_ANNOTATION_FILES:
         path = root / "annotations" / name
         data = _load_coco(path)
-        checksums[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        checksums[name] = file_sha256(path)
         _categories(path, data["categories"], categories)
         for image in data["images"]:
             _check_image(path, image)
@@ -610,20 +611,6 @@ def _write(tmp: Path, raw: RawAP10K, layout: Layout, progress: bool, prefix: str
             json.dumps(content, indent=4), encoding="utf-8")
 
 
-def _replace_directory(tmp: Path, out_root: Path) -> None:
-    """Move ``tmp`` to ``out_root`` so that readers see the old build or the new one, never a mix."""
-    old = out_root.parent / f".{out_root.name}.old-{os.getpid()}"
-    if out_root.exists():
-        os.replace(out_root, old)
-    try:
-        os.replace(tmp, out_root)
-    except OSError:
-        if old.exists():
-            os.replace(old, out_root)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------------- the build
 
 
@@ -636,7 +623,7 @@ def published_crowd_list(data_root: Path, progress: bool = True) -> Path:
         alternatives = ("or build without downloading it: --crowd-list PATH (a copy elsewhere) or --crowd-rule "
                         "derived (not the papers' test lists)")
         raise DataError(exc.message, hint=f"{exc.hint}; {alternatives}" if exc.hint else alternatives) from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if digest != source.sha256:
         raise DataError(f"{path} is not GeoAware-SC's published crowd list (sha256 {digest}, expected "
                         f"{source.sha256})",
@@ -726,16 +713,9 @@ def build_ap10k(raw_root: Path, out_root: Path, *, seed: int = 42, progress: boo
     if warning:
         log.warning("warning: %s", warning)
 
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_root.parent / f".{out_root.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with replacing_directory(out_root) as tmp:  # readers see the old build or the new one, never a mix
         _write(tmp, raw, layout, progress, path_prefix)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _replace_directory(tmp, out_root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 

@@ -22,7 +22,6 @@ point outside the archive are refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import posixpath
@@ -37,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import file_sha256, replacing, write_json_atomic
 
 #: (connect, read) seconds: an unreachable server fails fast, a slow but alive one gets a minute per chunk.
 TIMEOUT = (10, 60)
@@ -124,7 +124,7 @@ def download_file(url: str, destination: Path, *, sha256: str | None = None, pro
         fallback = (f"without network, download {url} with a browser to {destination}")
         _download(url, destination, progress, hint or fallback)
     if sha256 is not None:
-        actual = _sha256(destination)
+        actual = file_sha256(destination)
         if actual != sha256:
             raise DataError(f"{destination}: sha256 is {actual}, expected {sha256}",
                             hint=f"delete {destination} and run again to download it anew")
@@ -221,14 +221,6 @@ def _reason(exc: Exception) -> str:
 # --- verification ---------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_record(record_path: Path) -> dict | None:
     if not record_path.exists():
         return None
@@ -257,7 +249,7 @@ def _verify(source: DatasetSource, archive: Path, record_path: Path, record: dic
         if expected is None:
             continue
         if field == "sha256" and sha is None:
-            sha = _sha256(archive)
+            sha = file_sha256(archive)
         actual = size if field == "size" else sha
         if actual != expected:
             raise _mismatch(archive, field, actual, expected, record_path, against)
@@ -288,11 +280,9 @@ def _mismatch(archive: Path, field: str, actual, expected, record_path: Path, re
 
 def _write_record(source: DatasetSource, archive: Path, record_path: Path, digest: str | None, checked: str) -> None:
     record = {"url": source.url, "filename": source.filename, "size": archive.stat().st_size,
-              "sha256": digest or _sha256(archive),
+              "sha256": digest or file_sha256(archive),
               "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "checked": checked}
-    tmp = record_path.with_name(record_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, record_path)
+    write_json_atomic(record_path, record)
 
 
 # --- placement ------------------------------------------------------------------------------------------
@@ -300,15 +290,8 @@ def _write_record(source: DatasetSource, archive: Path, record_path: Path, diges
 
 def _place_file(downloaded: Path, target: Path) -> None:
     """Copy under a temporary name next to the target, then rename: the target is whole or absent."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(target) as tmp:
         shutil.copyfile(downloaded, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _extract(source: DatasetSource, archive: Path, data_root: Path, record_path: Path | None) -> None:

@@ -78,10 +78,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +87,7 @@ from typing import Any, Iterable, Mapping
 import click
 
 from ..errors import ConfigError, DataError
+from ..files import file_sha256, replacing_directory
 from .download import DatasetSource, fetch_source
 
 DATA_DIR = "MP-100"  # the benchmarks' data_dir under the data root
@@ -577,17 +575,13 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("kind") in KINDS else None
 
 
-def sha256_bytes(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
 def list_kind(directory: Path, domain: str) -> str | None:
     """Which kind of list is installed for ``domain``: the manifest's word when its hash still matches;
     "official" for a list byte-identical to MARCO's release placed by hand; None when there is no list."""
     path = Path(directory) / DOMAINS[domain].list_file
     if not path.is_file():
         return None
-    digest = sha256_bytes(path.read_bytes())
+    digest = file_sha256(path)
     manifest = read_manifest(directory)
     recorded = (manifest or {}).get("domains", {}).get(domain, {}).get("sha256")
     if manifest is not None and recorded == digest:
@@ -811,7 +805,7 @@ def _write_lists(
         raw = value if isinstance(value, bytes) else encode_pair_list(value)
         entries = value if not isinstance(value, bytes) else _entries(raw, DOMAINS[domain].list_file, domain)
         files[DOMAINS[domain].list_file] = raw
-        digest = sha256_bytes(raw)
+        digest = hashlib.sha256(raw).hexdigest()
         domains[domain] = {
             "file": DOMAINS[domain].list_file,
             "sha256": digest,
@@ -828,7 +822,9 @@ def _write_lists(
         "domains": domains,
     }
     files[MANIFEST_FILE] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    _replace_folder(pairs_dir(data_root), files)
+    with replacing_directory(pairs_dir(data_root)) as staging:  # a reader never sees old and new lists mixed
+        for name, raw in files.items():
+            (staging / name).write_bytes(raw)
     return manifest
 
 
@@ -841,32 +837,6 @@ def _entries(raw: bytes, label: str, domain: str) -> list[PairEntry]:
                             hint="this is not one of MARCO's MP-100 pair lists")  # fmt: skip
         entries.append(parsed)
     return entries
-
-
-def _replace_folder(target: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``files`` into a fresh sibling folder, then swap it in for ``target`` (never a half-written mix)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
-    retired = target.parent / f".{target.name}-old-{os.getpid()}"
-    try:
-        for name, raw in files.items():
-            with open(staging / name, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-        if retired.exists():
-            shutil.rmtree(retired)
-        if target.exists():
-            os.replace(target, retired)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if retired.exists():
-                os.replace(retired, target)
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 # -- MARCO's released lists -----------------------------------------------------------------------------
@@ -928,14 +898,14 @@ def install_official_lists(
     if zip_path is not None:
         lists = read_official_zip(Path(zip_path))
         origin = {"url": OFFICIAL_URL, "archive": Path(zip_path).name,
-                  "archive_sha256": sha256_bytes(Path(zip_path).read_bytes())}  # fmt: skip
+                  "archive_sha256": file_sha256(zip_path)}  # fmt: skip
     else:
         extracted = data_root / OFFICIAL_PAIR_LISTS.destination
         if not OFFICIAL_PAIR_LISTS.is_present(data_root):
             fetch_source(OFFICIAL_PAIR_LISTS, data_root, progress=progress)
         lists = read_official_folder(extracted)
         downloaded = data_root / ".downloads" / OFFICIAL_PAIR_LISTS.filename
-        archive_sha256 = sha256_bytes(downloaded.read_bytes()) if downloaded.is_file() else None
+        archive_sha256 = file_sha256(downloaded) if downloaded.is_file() else None
         origin = {"url": OFFICIAL_URL, "archive": OFFICIAL_PAIR_LISTS.filename, "archive_sha256": archive_sha256}
     index = None
     if annotations_root is not None and annotation_test_files(annotations_root):

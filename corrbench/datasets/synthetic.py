@@ -55,8 +55,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -65,6 +63,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import ConfigError, DataError
+from ..files import replacing_directory
 
 __all__ = ["GENERATOR_VERSION", "CATEGORIES", "category_keypoints", "check_generation_arguments", "generate_synthetic"]
 
@@ -1093,8 +1092,8 @@ def generate_synthetic(root: Path, *, seed: int = 0, images_per_category: int = 
                        pairs_per_category: dict[str, int] | None = None, progress: bool = False) -> dict:
     """Write the synthetic benchmark under ``root`` (which must not exist or be empty) and return its manifest.
 
-    The dataset is built in the sibling folder ``.<root name>.tmp-<pid>`` and moved into place with one
-    ``os.replace`` at the end, so an interrupted run never leaves a partial dataset at ``root``.
+    The dataset is built in a hidden sibling folder and moved into place at the end
+    (``files.replacing_directory``), so an interrupted run never leaves a partial dataset at ``root``.
 
     Manifest (``root/synthetic_manifest.json``, written last): ``generator_version``, ``seed``,
     ``arguments`` (``images_per_category``, requested ``pairs_per_category``), ``categories`` (per category
@@ -1112,16 +1111,8 @@ def generate_synthetic(root: Path, *, seed: int = 0, images_per_category: int = 
             f"synthetic dataset root {root} already exists and is not an empty folder",
             hint="pass a new path, or remove the old dataset first",
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with replacing_directory(root) as tmp:
         manifest = _generate_into(tmp, int(seed), int(images_per_category), pairs_wanted, progress)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -1134,7 +1125,6 @@ def _generate_into(tmp: Path, seed: int, n_images: int, pairs_wanted: dict[str, 
         path.write_bytes(data)
         files[rel] = data
 
-    tmp.mkdir(parents=True)
     sizes = _split_sizes(n_images)
     bar = None
     if progress:

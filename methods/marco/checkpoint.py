@@ -33,6 +33,7 @@ import torch
 from corrbench.backbones.dinov2 import load_dinov2
 from corrbench.backbones.weights import RANDOM, hub_checkpoint_path, read_checkpoint_file, resolve_weights
 from corrbench.errors import ConfigError, DataError
+from corrbench.files import replacing
 
 from .model import RELEASED, MARCOArchitecture, MARCOModel
 
@@ -217,13 +218,8 @@ def save_checkpoint(
             content[key] = int(value)
     if config is not None:
         content["config"] = dict(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:  # a reader never sees half a file
         torch.save(content, tmp)
-        os.replace(tmp, path)  # a reader never sees half a file
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

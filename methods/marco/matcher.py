@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import option
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_image
@@ -68,8 +69,6 @@ from corrbench.types import FeatureMap
 from .checkpoint import build_marco_model
 from .model import MARCOArchitecture, MARCOModel
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH = 14
 RESIZE_MODES = ("stretch", "longest_side_pad")
 INTERPOLATIONS = ("pil", "torch")
