@@ -55,7 +55,7 @@ def scoring_fingerprint(result: dict[str, Any]) -> str:
     known = {f.name for f in dataclasses.fields(Protocol)} - {"name"}
     fields = dataclasses.asdict(Protocol(**{k: v for k, v in recorded.items() if k in known}))
     fields.pop("name")
-    return fingerprint(fields)[:8]
+    return json_identity_hash(fields)[:8]
 
 
 def scoring_note(result: dict[str, Any]) -> str:
