@@ -111,8 +111,10 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay, QhullError
 
 from corrbench.geometry import cell_centres, pixels_to_cells
-from corrbench.matching import nearest_neighbours, sample_descriptors, similarity_maps
+from corrbench.matching import nearest_neighbours
 from corrbench.types import Size
+
+from .matcher import CELL_RULE, similarity_at_points
 
 RATIO_RULES = ("released", "cosine_distance")
 #: What becomes the pseudo-labels (``FlowAnchoringConfig.pseudo_labels``; see "Ablation variants" above).
@@ -832,18 +834,16 @@ def mined_similarity_maps(
 ) -> torch.Tensor:
     """Raw dot products of the student's source descriptors at ``source_px`` with the target map -> ``(n, h, w)``.
 
-    Descriptors are sampled as MARCO does: cells ``x * w / W`` (rule ``"marco"``), bilinear,
-    ``align_corners=True``, border padding. ``image_size`` is the canvas ``(W, H)``.
+    Descriptors are sampled as MARCO's matcher does (``matcher.similarity_at_points``: cells ``x * w / W``,
+    bilinear, ``align_corners=True``, border padding). ``image_size`` is the canvas ``(W, H)``.
     """
     if source_features.ndim != 3 or target_features.shape != source_features.shape:
         raise ValueError(
             f"mined_similarity_maps: two (C, h, w) maps expected, got {tuple(source_features.shape)}, "
             f"{tuple(target_features.shape)}"
         )
-    h, w = source_features.shape[-2:]
-    cells = pixels_to_cells(source_px.to(source_features.dtype), image_size, (w, h), rule="marco")
-    descriptors = sample_descriptors(source_features[None], cells[None], rule="marco")
-    return similarity_maps(descriptors, target_features[None])[0]
+    points = source_px.to(source_features.dtype)
+    return similarity_at_points(source_features[None], target_features[None], points[None], image_size)[0]
 
 
 def flow_anchoring_loss(
@@ -1000,7 +1000,7 @@ def mine_matches(
             return _sampled(source, target, config, generator, seed, counts, clock, dtype)
 
         if config.keypoint_seeds:
-            kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule="marco")
+            kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule=CELL_RULE)
             src_seeds, trg_seeds, counts["keypoint_seeds"] = add_keypoint_seeds(
                 src_cells, trg_cells, kp_cells[0], kp_cells[1], grid_masks[0], grid_masks[1]
             )

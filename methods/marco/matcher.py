@@ -107,6 +107,20 @@ def clamp_to_content(points: torch.Tensor, transform: ResizeTransform, eps: floa
     return torch.stack((x, y), dim=-1)
 
 
+def similarity_at_points(source: torch.Tensor, target: torch.Tensor, points: torch.Tensor, canvas: Size) -> torch.Tensor:
+    """MARCO's similarity rule: ``(B, N, h, w)`` raw dot products of the ``(B, C, h, w)`` source maps' descriptors
+    at ``(B, N, 2)`` canvas pixels with the ``(B, C, h, w)`` target maps; ``canvas`` is the source's ``(W, H)``.
+
+    The released ``MARCO.sample_descriptors_w_sim``, used alike for matching, the supervised loss and the flow
+    loss: cells ``x * w / W`` (rule ``"marco"``), bilinear, ``align_corners=True``, border padding, no
+    normalisation. Cells are computed in the points' dtype (callers choose it).
+    """
+    grid: Size = (int(source.shape[-1]), int(source.shape[-2]))
+    cells = pixels_to_cells(points, canvas, grid, CELL_RULE)
+    descriptors = sample_descriptors(source, cells, CELL_RULE, padding_mode="border")
+    return similarity_maps(descriptors, target, normalize=False)
+
+
 def predict_canvas_points(
     src_features: torch.Tensor,
     trg_features: torch.Tensor,
@@ -120,11 +134,8 @@ def predict_canvas_points(
 
     Equivalent to the authors' ``MARCO.sample_descriptors_w_sim`` + ``predict_from_logits`` for one pair.
     """
-    src_grid: Size = (int(src_features.shape[-1]), int(src_features.shape[-2]))
     trg_grid: Size = (int(trg_features.shape[-1]), int(trg_features.shape[-2]))
-    cells = pixels_to_cells(src_points, src_canvas, src_grid, CELL_RULE)
-    descriptors = sample_descriptors(src_features[None], cells[None], CELL_RULE, padding_mode="border")
-    scores = similarity_maps(descriptors, trg_features[None], normalize=False)
+    scores = similarity_at_points(src_features[None], trg_features[None], src_points[None], src_canvas)
     target_cells = gaussian_soft_argmax(scores, sigma, temperature)[0]
     return cells_to_pixels(target_cells, trg_canvas, trg_grid, CELL_RULE)
 
