@@ -18,6 +18,7 @@ from PIL import Image
 from corrbench.backbones import weights as weights_mod
 from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
+from corrbench.matching import Localizer
 from corrbench.registry import METHODS
 from corrbench.types import FeatureMap
 from corrbench.methods.marco import (
@@ -332,6 +333,25 @@ def test_matching_returns_the_known_answer_in_original_target_pixels(matchers, r
     w, h = trg_transform.resized_size  # then to original pixels: x * W / w' per axis
     expected = target_canvas * torch.tensor([60 / w, 90 / h], dtype=torch.float64)
     torch.testing.assert_close(predicted.double(), expected, rtol=0, atol=1e-3)
+
+
+def test_matching_runs_the_localiser_the_options_build():
+    """``match_maps`` localises with ``matcher.localizer`` (built from ``sigma`` and ``temperature``), not with a
+    second copy of those settings: a localiser put in its place decides the answer."""
+    matcher = MARCOMatcher(tiny_model(), resolution=56, sigma="3", temperature="0.5")
+    assert (matcher.localizer.sigma, matcher.localizer.temperature) == (3.0, 0.5)
+    seen = []
+
+    class FirstCell(Localizer):
+        def forward(self, scores):
+            seen.append(tuple(scores.shape))
+            return torch.zeros(*scores.shape[:2], 2, dtype=scores.dtype)
+
+    matcher.localizer = FirstCell()
+    t = canvas_transform((70, 42), "stretch", 56)
+    src, trg = FeatureMap(torch.rand(4, 8, 8), t, "marco"), FeatureMap(torch.rand(4, 8, 8), t, "marco")
+    predicted = matcher.match_maps(src, trg, torch.tensor([[10.0, 20.0], [60.0, 5.0], [33.0, 40.0]]))
+    assert seen == [(1, 3, 8, 8)] and torch.equal(predicted, torch.zeros(3, 2))  # cell (0, 0) is pixel (0, 0)
 
 
 def test_descriptors_are_compared_without_normalisation(matchers):

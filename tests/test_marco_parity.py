@@ -29,9 +29,13 @@ import numpy as np
 import pytest
 import torch
 
-from corrbench.geometry import pixels_to_cells
-from corrbench.matching import sample_descriptors, similarity_maps
-from methods.marco.matcher import CELL_RULE, SOURCE_CLAMP_EPS, MARCOMatcher, clamp_to_content, predict_canvas_points
+from methods.marco.matcher import (
+    SOURCE_CLAMP_EPS,
+    MARCOMatcher,
+    clamp_to_content,
+    predict_canvas_points,
+    similarity_at_points,
+)
 from methods.marco.model import MARCOArchitecture, MARCOModel
 
 GOLDEN = Path(__file__).parent / "data" / "marco_official_tiny.npz"
@@ -85,9 +89,7 @@ def test_network_and_matching_equal_the_authors(golden, seeded_model, side):
     canvas = (side, side)
     with torch.no_grad():
         features = model(samples)
-        cells = pixels_to_cells(points, canvas, tuple(features.shape[-2:][::-1]), CELL_RULE)
-        descriptors = sample_descriptors(features[:1], cells[None], CELL_RULE, padding_mode="border")
-        similarity = similarity_maps(descriptors, features[1:], normalize=False)[0]
+        similarity = similarity_at_points(features[:1], features[1:], points[None], canvas)[0]
         predicted = predict_canvas_points(features[0], features[1], points, canvas, canvas)
     measured = {
         "features": largest_difference(features[:, CHANNELS], golden[f"canvas{side}_features"]),

@@ -7,6 +7,7 @@ from corrbench.matching import (
     build_localizer,
     gaussian_soft_argmax,
     mutual_nearest_neighbours,
+    nearest_neighbours,
     sample_descriptors,
     similarity_maps,
     window_soft_argmax,
@@ -89,3 +90,17 @@ def test_localizer_modules_and_errors():
         build_localizer("argmax", radius=3)
     with pytest.raises(ValueError):
         argmax_cells(torch.zeros(3, 3))
+
+
+def test_nearest_neighbours_top_scores_and_first_row_on_column_ties_across_chunks():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])  # rows 0 and 2 tie for column 0
+    b = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    for chunk in (1, 2, 3, 100):
+        found = nearest_neighbours(a, b, top=2, chunk_size=chunk)
+        torch.testing.assert_close(found.row_scores, torch.tensor([[2.0, 0.8], [1.0, 0.6], [2.0, 0.8], [1.2, 0.96]]))
+        assert found.row_index.tolist() == [0, 1, 0, 0]
+        assert found.column_index.tolist() == [0, 1, 3]  # column 0: row 0, not the tied row 2 of a later chunk
+        assert found.mutual.tolist() == [True, True, False, False]
+    assert nearest_neighbours(a, b[:1], top=2).row_scores.shape == (4, 1)  # k = min(top, M)
+    with pytest.raises(ValueError, match="at least one row"):
+        nearest_neighbours(a, b[:0])

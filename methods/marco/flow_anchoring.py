@@ -5,8 +5,9 @@ ground truth (paper Sec. 3.3, Algorithm 1; released code ``engine.mine_dense_mat
 
 1. ``mutual_matches``: mutual nearest neighbours between the source and target cells inside the object
    masks, cosine similarity on L2-normalised features, streamed in row chunks (the ``N x M`` similarity
-   matrix never exists at once; ONE pass yields the row top-2 and the running column maximum, where the
-   released code makes two passes), plus the released "ratio test" (see below).
+   matrix never exists at once; ONE pass of ``corrbench.matching.nearest_neighbours`` yields the row top-2
+   and the running column maximum, where the released code makes two passes), plus the released "ratio
+   test" (see below).
 2. ``add_keypoint_seeds`` + ``piecewise_affine_flow``: GT keypoint pairs that fall inside both masks join
    the seeds; scipy's Delaunay triangulation of the source seeds; ``triangle_affines`` solves every
    triangle's affine map at once (closed-form 3 x 3 inverses); ``rasterise_triangles`` finds each mask cell's
@@ -110,7 +111,9 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay, QhullError
 
 from corrbench.geometry import Size, cell_centres, pixels_to_cells
-from corrbench.matching import sample_descriptors, similarity_maps
+from corrbench.matching import nearest_neighbours
+
+from .matcher import CELL_RULE, similarity_at_points
 
 RATIO_RULES = ("released", "cosine_distance")
 #: What becomes the pseudo-labels (``FlowAnchoringConfig.pseudo_labels``; see "Ablation variants" above).
@@ -211,10 +214,10 @@ def mutual_matches(
 ) -> MutualMatches:
     """Mutual nearest neighbours of ``(N, C)`` and ``(M, C)`` descriptors under cosine similarity.
 
-    The similarity is computed ``chunk_size`` source rows at a time; each chunk updates the rows' best two
-    target similarities and the running best source per target column (strict ``>``, so the first row wins
-    ties as a full argmax would). The ratio test is applied on the row side (see the module docstring for
-    the released rule); when fewer than ``min_matches`` pairs pass it, the plain mutual pairs are returned.
+    One pass of ``corrbench.matching.nearest_neighbours`` over chunks of ``chunk_size`` source rows gives the
+    rows' best two target similarities and each target column's best source (the first row wins ties, as a
+    full argmax would). The ratio test is applied on the row side (see the module docstring for the released
+    rule); when fewer than ``min_matches`` pairs pass it, the plain mutual pairs are returned.
     """
     if src_desc.ndim != 2 or trg_desc.ndim != 2 or src_desc.shape[1] != trg_desc.shape[1]:
         raise ValueError(
@@ -232,38 +235,23 @@ def mutual_matches(
     a = F.normalize(src_desc.to(dtype), dim=1, eps=1e-8)
     b = F.normalize(trg_desc.to(dtype), dim=1, eps=1e-8)
 
-    best1 = torch.empty(n, dtype=dtype, device=device)
-    best2 = torch.full((n,), -math.inf, dtype=dtype, device=device)
-    best1_index = torch.empty(n, dtype=torch.long, device=device)
-    column_best = torch.full((m,), -math.inf, dtype=dtype, device=device)
-    column_arg = torch.zeros(m, dtype=torch.long, device=device)
-    for start in range(0, n, chunk_size):
-        sim = a[start : start + chunk_size] @ b.T
-        top = sim.topk(min(2, m), dim=1)
-        best1[start : start + chunk_size] = top.values[:, 0]
-        best1_index[start : start + chunk_size] = top.indices[:, 0]
-        if m >= 2:
-            best2[start : start + chunk_size] = top.values[:, 1]
-        # per-column best row; on CPU a reduction over dim 0 is 2-3x slower than over a contiguous transpose
-        chunk_best, chunk_arg = sim.max(dim=0) if sim.is_cuda else sim.T.contiguous().max(dim=1)
-        better = chunk_best > column_best
-        column_best = torch.where(better, chunk_best, column_best)
-        column_arg = torch.where(better, chunk_arg + start, column_arg)
-
-    rows = torch.arange(n, device=device)
-    mutual = column_arg[best1_index] == rows
+    found = nearest_neighbours(a, b, top=2, chunk_size=chunk_size)
+    mutual = found.mutual
     if m < 2:
         ratio_ok = torch.ones_like(mutual)
-    elif ratio_rule == "released":
-        ratio_ok = best1 >= ratio * (best2 + 1e-8)
-    else:  # Lowe on cosine distances: the best must be clearly closer than the second best
-        ratio_ok = (1 - best1) <= ratio * (1 - best2)
+    else:
+        best1, best2 = found.row_scores.unbind(dim=1)
+        if ratio_rule == "released":
+            ratio_ok = best1 >= ratio * (best2 + 1e-8)
+        else:  # Lowe on cosine distances: the best must be clearly closer than the second best
+            ratio_ok = (1 - best1) <= ratio * (1 - best2)
     keep = mutual & ratio_ok
     num_mutual, num_ratio_kept = int(mutual.sum()), int(keep.sum())
     used_fallback = num_ratio_kept < min_matches
     if used_fallback:
         keep = mutual
-    return MutualMatches(rows[keep], best1_index[keep], num_mutual, num_ratio_kept, used_fallback)
+    rows = torch.arange(n, device=device)
+    return MutualMatches(rows[keep], found.row_index[keep], num_mutual, num_ratio_kept, used_fallback)
 
 
 def grid_mutual_matches(
@@ -326,7 +314,7 @@ def grid_nearest_matches(
         return empty, empty.clone()
     a = F.normalize(src_features[:, src_y, src_x].T.to(dtype), dim=1, eps=1e-8)
     b = F.normalize(trg_features[:, trg_y, trg_x].T.to(dtype), dim=1, eps=1e-8)
-    nearest = torch.cat([(a[i : i + chunk_size] @ b.T).argmax(dim=1) for i in range(0, a.shape[0], chunk_size)])
+    nearest = nearest_neighbours(a, b, chunk_size=chunk_size).row_index
     src_cells = torch.stack((src_x, src_y), dim=1).to(dtype)
     trg_cells = torch.stack((trg_x[nearest], trg_y[nearest]), dim=1).to(dtype)
     return src_cells, trg_cells
@@ -845,18 +833,16 @@ def mined_similarity_maps(
 ) -> torch.Tensor:
     """Raw dot products of the student's source descriptors at ``source_px`` with the target map -> ``(n, h, w)``.
 
-    Descriptors are sampled as MARCO does: cells ``x * w / W`` (rule ``"marco"``), bilinear,
-    ``align_corners=True``, border padding. ``image_size`` is the canvas ``(W, H)``.
+    Descriptors are sampled as MARCO's matcher does (``matcher.similarity_at_points``: cells ``x * w / W``,
+    bilinear, ``align_corners=True``, border padding). ``image_size`` is the canvas ``(W, H)``.
     """
     if source_features.ndim != 3 or target_features.shape != source_features.shape:
         raise ValueError(
             f"mined_similarity_maps: two (C, h, w) maps expected, got {tuple(source_features.shape)}, "
             f"{tuple(target_features.shape)}"
         )
-    h, w = source_features.shape[-2:]
-    cells = pixels_to_cells(source_px.to(source_features.dtype), image_size, (w, h), rule="marco")
-    descriptors = sample_descriptors(source_features[None], cells[None], rule="marco")
-    return similarity_maps(descriptors, target_features[None])[0]
+    points = source_px.to(source_features.dtype)
+    return similarity_at_points(source_features[None], target_features[None], points[None], image_size)[0]
 
 
 def flow_anchoring_loss(
@@ -1013,7 +999,7 @@ def mine_matches(
             return _sampled(source, target, config, generator, seed, counts, clock, dtype)
 
         if config.keypoint_seeds:
-            kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule="marco")
+            kp_cells = pixels_to_cells(keypoints, (big_w, big_h), (w, h), rule=CELL_RULE)
             src_seeds, trg_seeds, counts["keypoint_seeds"] = add_keypoint_seeds(
                 src_cells, trg_cells, kp_cells[0], kp_cells[1], grid_masks[0], grid_masks[1]
             )

@@ -63,7 +63,7 @@ from corrbench.config import option
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_image
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import Localizer, build_localizer, gaussian_soft_argmax, sample_descriptors, similarity_maps
+from corrbench.matching import GaussianSoftArgmax, Localizer, sample_descriptors, similarity_maps
 from corrbench.types import FeatureMap
 
 from .checkpoint import build_marco_model
@@ -107,25 +107,38 @@ def clamp_to_content(points: torch.Tensor, transform: ResizeTransform, eps: floa
     return torch.stack((x, y), dim=-1)
 
 
+def similarity_at_points(source: torch.Tensor, target: torch.Tensor, points: torch.Tensor, canvas: Size) -> torch.Tensor:
+    """MARCO's similarity rule: ``(B, N, h, w)`` raw dot products of the ``(B, C, h, w)`` source maps' descriptors
+    at ``(B, N, 2)`` canvas pixels with the ``(B, C, h, w)`` target maps; ``canvas`` is the source's ``(W, H)``.
+
+    The released ``MARCO.sample_descriptors_w_sim``, used alike for matching, the supervised loss and the flow
+    loss: cells ``x * w / W`` (rule ``"marco"``), bilinear, ``align_corners=True``, border padding, no
+    normalisation. Cells are computed in the points' dtype (callers choose it).
+    """
+    grid: Size = (int(source.shape[-1]), int(source.shape[-2]))
+    cells = pixels_to_cells(points, canvas, grid, CELL_RULE)
+    descriptors = sample_descriptors(source, cells, CELL_RULE, padding_mode="border")
+    return similarity_maps(descriptors, target, normalize=False)
+
+
 def predict_canvas_points(
     src_features: torch.Tensor,
     trg_features: torch.Tensor,
     src_points: torch.Tensor,
     src_canvas: Size,
     trg_canvas: Size,
-    sigma: float = 7.0,
-    temperature: float = 10.0,
+    localizer: Localizer | None = None,
 ) -> torch.Tensor:
     """MARCO's released matching rule on canvas pixels: ``(C, h, w)`` maps, ``(N, 2)`` source points -> ``(N, 2)``.
 
     Equivalent to the authors' ``MARCO.sample_descriptors_w_sim`` + ``predict_from_logits`` for one pair.
+    ``localizer`` defaults to the released Gaussian-suppressed soft-argmax (``GaussianSoftArgmax()``: sigma 7
+    cells, temperature 10); ``MARCOMatcher`` passes the one its options build.
     """
-    src_grid: Size = (int(src_features.shape[-1]), int(src_features.shape[-2]))
     trg_grid: Size = (int(trg_features.shape[-1]), int(trg_features.shape[-2]))
-    cells = pixels_to_cells(src_points, src_canvas, src_grid, CELL_RULE)
-    descriptors = sample_descriptors(src_features[None], cells[None], CELL_RULE, padding_mode="border")
-    scores = similarity_maps(descriptors, trg_features[None], normalize=False)
-    target_cells = gaussian_soft_argmax(scores, sigma, temperature)[0]
+    scores = similarity_at_points(src_features[None], trg_features[None], src_points[None], src_canvas)
+    localize = GaussianSoftArgmax() if localizer is None else localizer
+    target_cells = localize(scores)[0]
     return cells_to_pixels(target_cells, trg_canvas, trg_grid, CELL_RULE)
 
 
@@ -183,7 +196,8 @@ class MARCOMatcher(FeatureMatcher):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 
     def build_localizer(self) -> Localizer:
-        return build_localizer("gaussian-soft-argmax", sigma=self.config.sigma, temperature=self.config.temperature)
+        """The released Gaussian-suppressed soft-argmax with the options' sigma and temperature (``match_maps``)."""
+        return GaussianSoftArgmax(self.config.sigma, self.config.temperature)
 
     @property
     def normalize_features(self) -> bool:
@@ -224,7 +238,7 @@ class MARCOMatcher(FeatureMatcher):
         canvas = clamp_to_content(src.transform.forward(src_points.to(dtype)), src.transform)
         target = predict_canvas_points(
             src.features.to(dtype), trg.features.to(dtype), canvas, src.transform.out_size, trg.transform.out_size,
-            self.config.sigma, self.config.temperature,
+            self.localizer,
         )
         return trg.transform.inverse(target).to(src_points.dtype)
 

@@ -88,7 +88,6 @@ from torch import nn
 
 from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
-from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.train_data import TrainingBatch
 
@@ -96,10 +95,9 @@ from .checkpoint import check_state, model_state
 from .ema import EMATeacher
 from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
 from .losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, MARCO_TEMPERATURE, CoarseToFineLoss, geosc_loss
+from .matcher import CELL_RULE, similarity_at_points
 from .schedules import MomentumSchedule, sigma_schedule
 
-#: Descriptor sampling of the released ``sample_descriptors_w_sim``: cells ``x * w / W``, align_corners=True.
-CELL_RULE = "marco"
 #: The supervised objective on the GT keypoints (``MARCOTrainingSettings.objective``).
 OBJECTIVES = ("marco", "geosc")
 
@@ -178,17 +176,6 @@ ABLATION_PRESETS: dict[str, TrainingRecipe] = {
     "geosc-objective": _ablation(objective="geosc", self_distillation=False),
 }
 PRESETS: dict[str, TrainingRecipe] = {"released": RELEASED_RECIPE, "paper": PAPER_RECIPE, **ABLATION_PRESETS}
-
-
-def similarity_at_points(source: torch.Tensor, target: torch.Tensor, points: torch.Tensor, canvas: tuple[int, int]) -> torch.Tensor:
-    """``(B, N, h, w)`` raw dot products of source descriptors at ``(B, N, 2)`` canvas pixels with the target maps.
-
-    The released ``MARCO.sample_descriptors_w_sim``: cells ``x * w / W``, bilinear, ``align_corners=True``,
-    border padding, no normalisation. ``canvas`` is ``(W, H)``.
-    """
-    grid = (int(source.shape[-1]), int(source.shape[-2]))
-    cells = pixels_to_cells(points.to(source.dtype), canvas, grid, rule=CELL_RULE)
-    return similarity_maps(sample_descriptors(source, cells, CELL_RULE), target, normalize=False)
 
 
 class MARCOTrainer(TrainerBase):
@@ -274,7 +261,8 @@ class MARCOTrainer(TrainerBase):
                 diagnostics: dict[str, Any] = {"logit_scale": float(self.logit_scale.detach())}
             else:
                 points = self._global_count(batch.visible.sum())
-                similarity = similarity_at_points(features[:, 0], features[:, 1], batch.keypoints[:, 0], canvas)
+                source_points = batch.keypoints[:, 0].to(features.dtype)
+                similarity = similarity_at_points(features[:, 0], features[:, 1], source_points, canvas)
                 supervised = self.supervised(similarity, batch.keypoints[:, 1], canvas, step, batch.visible,
                                              reduction="sum") / points
                 supervised_losses = {"gaussian_ce": supervised}
