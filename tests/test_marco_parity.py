@@ -5,7 +5,8 @@ facebookresearch/dinov2 commit b8931f7b as its backbone, loaded from a local che
 ``pretrained=False``; torch 2.13.0+cpu, float32, one thread, xFormers absent). Their model was built by their
 own factory with a tiny configuration (ViT-S/14 with registers, adapters in blocks 8..11 of width
 ``int(0.5 * 384)``, 2 upsampling stages, softmax temperature 10), then every parameter was overwritten with the
-seeded values of ``seeded_state`` below. The file holds outputs only:
+seeded values of ``seeded_state`` below. ``tools/golden/make_marco_golden.py`` (run against local checkouts of
+both repositories; its docstring gives the environment) rewrites the file byte for byte. It holds outputs only:
 
 - ``canvas{56,70}_*``: on seeded normalised square canvases, their ``forward_backbone`` features (every 24th
   channel), ``sample_descriptors_w_sim`` similarity maps and ``forward`` predictions for seeded source points
