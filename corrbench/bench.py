@@ -141,7 +141,7 @@ def spread_warnings(record: dict[str, Any]) -> list[str]:
 
 def time_calls(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int) -> list[float]:
     """Seconds of each of ``iters`` calls of ``fn`` after ``warmup`` untimed ones (CUDA synchronised)."""
-    from .evaluate import synchronize
+    from .runtime import synchronize
 
     for _ in range(warmup):
         fn()
@@ -225,11 +225,12 @@ def bench(opts: BenchOptions) -> dict[str, Any]:
 def _measure(opts: BenchOptions) -> dict[str, Any]:
     from .config import config_to_json
     from .environment import describe_environment
-    from .evaluate import method_name, resolve_device, seed_everything
+    from .evaluate import method_name
     from .feature_cache import FeatureCache
     from .matcher import FeatureMatcher
     from .precision import autocast, check_dtype
     from .registry import BENCHMARKS, METHODS
+    from .runtime import resolve_device, seed_everything
 
     opts, preset_note = apply_preset(opts)
     check_dtype(opts.dtype)

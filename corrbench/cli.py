@@ -267,7 +267,7 @@ def match_command(method, src, trg, points, points_file, settings, weights, chec
     for key, value in (("weights", weights), ("checkpoint", checkpoint)):
         if value is not None:
             options[key] = value
-    from .evaluate import resolve_device
+    from .runtime import resolve_device
 
     matcher = build_matcher(method, options, resolve_device(device))
     predicted = match_points(matcher, src, trg, queries)

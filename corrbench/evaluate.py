@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -27,15 +25,16 @@ from .datasets import PairSet, make_adapter
 from .datasets.base import KEYPOINT_MARGIN
 from .environment import describe_environment
 from .errors import ConfigError, ResultsError
+from .files import json_identity_hash, write_json_atomic, write_jsonl_atomic
 from .matcher import Matcher
 from .metrics import PCKAccumulator
 from .precision import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
 from .protocols import apply_protocol
-from .files import json_identity_hash, write_json_atomic, write_jsonl_atomic
 from .registry import BENCHMARKS, METHODS, is_file_reference
 from .results import PAIRS_FILE, PREDICTIONS_FILE, RESULT_FILE, RUN_FILE, SCHEMA_VERSION, run_directory
+from .runtime import resolve_device, seed_everything
 
 
 
@@ -72,34 +71,9 @@ class RunOutcome:
         return self.directory / RESULT_FILE
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device", hint="use --device cpu")
-    return device
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for the device's queued work (CUDA kernels run asynchronously; a timer must not stop before them)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def method_name(reference: str, cls: type) -> str:
     """The name results record: the registry name, or the class name for ``file.py:Class`` references."""
     return cls.__name__ if is_file_reference(reference) else reference
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def run(opts: RunOptions) -> RunOutcome:

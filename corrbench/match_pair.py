@@ -12,7 +12,7 @@ import torch
 from .batching import collate_pairs
 from .datasets.images import load_image
 from .errors import ConfigError
-from .evaluate import seed_everything
+from .runtime import seed_everything
 from .matcher import Matcher
 from .registry import METHODS
 from .types import Pair

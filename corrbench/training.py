@@ -320,7 +320,7 @@ class StageTimer:
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        from .evaluate import synchronize
+        from .runtime import synchronize
 
         synchronize(self.device)
         started = time.perf_counter()
@@ -426,7 +426,7 @@ def start_processes(device_name: str) -> tuple[Processes, torch.device]:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick this process's device."""
     import torch
     
-    from .evaluate import resolve_device
+    from .runtime import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -442,17 +442,6 @@ def start_processes(device_name: str) -> tuple[Processes, torch.device]:
 
 # ----------------------------------------------------------------------------------------------------------
 # Seeds and generator states
-
-
-def seed_process(seed: int) -> None:
-    import numpy as np
-    import torch
-    
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
 
 
 def rng_state() -> dict[str, Any]:
@@ -760,7 +749,9 @@ class _Run:
 
         # The method is built from the run's seed (the same in every process), so random initialisations are
         # reproducible on resume and equal across processes; ``train`` reseeds with ``seed + rank`` afterwards.
-        seed_process(opts.seed)
+        from .runtime import seed_everything
+
+        seed_everything(opts.seed, deterministic_cudnn=True)
         self.matcher, self.trainer, self.preset, self.recipe = self._build(method_cls, dict(opts.options))
         self.matcher.to(self.device)
         notice = canvas_notice(self.method, opts.options, getattr(self.matcher, "config", None), self.preset,
@@ -843,7 +834,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     from torch.nn.parallel import DistributedDataParallel
     from tqdm.auto import tqdm
 
-    from .evaluate import synchronize
+    from .runtime import seed_everything, synchronize
     from .precision import LossScaling, autocast
     from .train_data import EpochBatches, collate_training
 
@@ -875,7 +866,8 @@ def train(opts: TrainOptions) -> TrainOutcome:
         raise ConfigError(f"{run.method}: trainable_parameters() must return parameters that require gradients")
     optimizer = _optimizer(recipe, parameters)
     scaling = LossScaling(opts.dtype, device)
-    seed_process(opts.seed + procs.rank)  # per-process streams from here on (the authors' seed + rank)
+    # per-process streams from here on (the authors' seed + rank)
+    seed_everything(opts.seed + procs.rank, deterministic_cudnn=True)
 
     step, epoch, batch_in_epoch = 0, 0, 0
     history: list[dict[str, Any]] = []

@@ -28,7 +28,8 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.datasets.images import load_image
 from corrbench.environment import device_name
-from corrbench.evaluate import RunOptions, resolve_device, run
+from corrbench.evaluate import RunOptions, run
+from corrbench.runtime import resolve_device
 from corrbench.metrics import PCKAccumulator
 from corrbench.registry import BENCHMARKS, METHODS
 

@@ -21,7 +21,7 @@ import torch
 from corrbench.benchmarks.perf.mining_loops import loop_mine_matches
 from corrbench.benchmarks.perf.mining_pair import make_mining_pair
 from corrbench.environment import device_name
-from corrbench.evaluate import synchronize
+from corrbench.runtime import synchronize
 from corrbench.methods.marco.flow_anchoring import mine_matches
 
 STEPS = ("mutual_matches", "dense_flow", "clustering", "anchoring_and_sampling")
