@@ -101,6 +101,7 @@ from typing import Any, Iterable, Sequence
 import click
 import numpy as np
 
+from corrbench.datasets.coco import read_coco
 from corrbench.datasets.download import DatasetSource, fetch_source
 from corrbench.errors import ConfigError, DataError
 from corrbench.files import file_sha256, replacing_directory
@@ -222,27 +223,22 @@ def raw_download_steps(raw_root: Path | str) -> str:
     )
 
 
+_NOT_THE_RELEASE = "this is not the AP-10K release's COCO file; download ap-10k.zip again and extract it unchanged"
+
+
 def _fail(path: Path, problem: str) -> DataError:
-    return DataError(
-        f"{path}: {problem}",
-        hint="this is not the AP-10K release's COCO file; download ap-10k.zip again and extract it unchanged",
-    )
+    return DataError(f"{path}: {problem}", hint=_NOT_THE_RELEASE)
 
 
 def _load_coco(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"AP-10K annotation file missing: {path}",
                         hint=raw_download_steps(path.parent.parent)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(path, f"not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise _fail(path, "the top level must be a COCO object with images, annotations and categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise _fail(path, f"field {key!r} is missing or not a list")
-    return data
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc})") from None
+    return read_coco(path, raw, hint=_NOT_THE_RELEASE)
 
 
 def _number(value: Any) -> bool:

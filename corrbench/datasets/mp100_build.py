@@ -88,6 +88,7 @@ import click
 
 from ..errors import ConfigError, DataError
 from ..files import file_sha256, replacing_directory
+from .coco import read_coco
 from .download import DatasetSource, fetch_source
 
 DATA_DIR = "MP-100"  # the benchmarks' data_dir under the data root
@@ -349,21 +350,8 @@ def _read_index(root: Path, files: list[Path]) -> AnnotationIndex:
     return index
 
 
-def _load_coco(path: Path, raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})", hint="download the MP-100 annotation file again") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a COCO object with images, annotations, categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"{path}: field {key!r} is missing or not a list", hint="this is not an MP-100 COCO file")
-    return data
-
-
 def _add_coco_file(index: AnnotationIndex, path: Path, raw: bytes) -> None:
-    data = _load_coco(path, raw)
+    data = read_coco(path, raw, hint="download the MP-100 annotation file again (this is not an MP-100 COCO file)")
     problems = index.problems.setdefault(path.name, [])
     file_categories: dict[int, dict[str, Any]] = {}
     for cat in data["categories"]:
