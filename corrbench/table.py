@@ -4,9 +4,9 @@ Columns are (column group, alpha). A column group is one benchmark version under
 whose runs come from several spec versions gets ``spair71k@v1`` and ``spair71k@v2``, and a protocol other
 than corrbench's own is named in the header (``spair71k (marco)``); runs scored with other protocol fields
 under one name and version (a preset changed between them) get ``[scoring <hash>]`` groups. Numbers that are
-not comparable never share a column. Rows and cell markers are explained in ``table_runs`` (local) and ``table_published``
-(published); every marker is explained under the table, and csv/json give numbers as numbers with the
-markers in their own fields.
+not comparable never share a column. Rows and cell markers are explained in ``table_runs`` (local) and
+``table_published`` (published); every marker is explained under the table, and csv/json give numbers as
+numbers with the markers in their own fields.
 """
 
 from __future__ import annotations
