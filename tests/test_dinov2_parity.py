@@ -9,6 +9,7 @@ of each release (offset 0.1 without antialiasing for the original release, expli
 for the register release) to grids other than the 37 x 37 it was trained at.
 
 Weights and inputs are regenerated here from torch's CPU generator, so the file holds outputs only.
+``tools/golden/make_dinov2_golden.py --dinov2 <checkout>`` rewrites the file (byte-identical arrays).
 The tolerance is 2e-5 absolute: float32 results may differ in the last bits between machines (BLAS kernels,
 thread counts); on the machine that wrote the file the largest difference was below 1e-5 (printed below).
 """
