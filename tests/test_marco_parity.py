@@ -30,14 +30,14 @@ import numpy as np
 import pytest
 import torch
 
-from methods.marco.matcher import (
+from corrbench.methods.marco.matcher import (
     SOURCE_CLAMP_EPS,
     MARCOMatcher,
     clamp_to_content,
     predict_canvas_points,
     similarity_at_points,
 )
-from methods.marco.model import MARCOArchitecture, MARCOModel
+from corrbench.methods.marco.model import MARCOArchitecture, MARCOModel
 
 GOLDEN = Path(__file__).parent / "data" / "marco_official_tiny.npz"
 ARCHITECTURE = MARCOArchitecture("vits14_reg", adapter_blocks=(8, 12), bottleneck_factor=0.5, upsampling_stages=2)
