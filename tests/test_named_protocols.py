@@ -1,5 +1,12 @@
 """Named protocols (corrbench.protocols): presets, run --protocol, ls protocols, the *-marco aliases, and the
-golden check that --protocol geoaware scores as GeoAware-SC's and Jamais Vu's own code does."""
+golden check that --protocol geoaware scores as GeoAware-SC's and Jamais Vu's own code does.
+
+``tests/data/geoaware_pck_golden.json`` (SPair-71k layout) and ``tests/data/geoaware_ap10k_golden.json`` (AP-10K
+layout) hold crafted pairs, predictions and the PCK that the authors' own ``pck_train.eval`` computes on them
+(Junyi42/GeoAware-SC 99fd6b6a, VICO-UoE/JamaisVu d236e732; only their network replaced by the predictions).
+``tools/golden/geoaware/make_geoaware_goldens.py`` (run against local checkouts of both repositories; its
+docstring gives the environment) rewrites both files byte for byte.
+"""
 
 import json
 from dataclasses import replace
