@@ -2,7 +2,7 @@
 
 ``tests/data/dinov2_official_vits14.npz`` was written by the official code (commit b8931f7b of
 facebookresearch/dinov2, CPU, float32, one thread, xFormers absent) from ``dinov2_vits14(pretrained=False)``
-and ``dinov2_vits14_reg(pretrained=False)`` loaded with the seeded weights of ``seeded_state_dict`` below, on
+and ``dinov2_vits14_reg(pretrained=False)`` loaded with the seeded weights of ``tools/golden/seeded_weights.py`` (``dinov2_weights``), on
 the seeded inputs below: ``forward_features`` tokens and ``get_intermediate_layers(x, n=2, reshape=True,
 norm=True)[0]``. Two input sizes per model (56 x 70 and 98 x 84) take the positional-embedding interpolation
 of each release (offset 0.1 without antialiasing for the original release, explicit size with antialiasing
@@ -24,21 +24,13 @@ import torch
 
 from corrbench.backbones.dinov2 import DinoVisionTransformer, expected_state_dict_shapes
 
+from repo_tools import load_tool
+
 GOLDEN = Path(__file__).parent / "data" / "dinov2_official_vits14.npz"
 TOLERANCE = 2e-5
 CASES = {"vits14": 11, "vits14_reg": 12}  # release -> the seed its weights were drawn with
 SIZES = ((56, 70), (98, 84))
-
-
-def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """The golden file's weights: one draw per key in checkpoint order; norms near 1 keep activations sane."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        draw = torch.randn(shape, generator=generator, dtype=torch.float32)
-        norm = key.endswith(("norm1.weight", "norm2.weight", "norm.weight"))
-        state[key] = 1.0 + 0.1 * draw if norm else 0.05 * draw
-    return state
+SEEDED = load_tool("golden/seeded_weights.py")
 
 
 @pytest.mark.parametrize("release", sorted(CASES))
@@ -46,7 +38,7 @@ def test_features_equal_the_official_implementation(release):
     golden = np.load(GOLDEN)
     seed = CASES[release]
     model = DinoVisionTransformer.from_spec(release).eval()
-    model.load_state_dict(seeded_state_dict(expected_state_dict_shapes(release), seed), strict=True)
+    model.load_state_dict(SEEDED.dinov2_weights(expected_state_dict_shapes(release), seed), strict=True)
     inputs = torch.Generator().manual_seed(100 + seed)
     worst = 0.0
     for h, w in SIZES:

@@ -5,7 +5,7 @@ facebookresearch/dinov2 commit b8931f7b as its backbone, loaded from a local che
 ``pretrained=False``; torch 2.13.0+cpu, float32, one thread, xFormers absent). Their model was built by their
 own factory with a tiny configuration (ViT-S/14 with registers, adapters in blocks 8..11 of width
 ``int(0.5 * 384)``, 2 upsampling stages, softmax temperature 10), then every parameter was overwritten with the
-seeded values of ``seeded_state`` below. ``tools/golden/make_marco_golden.py`` (run against local checkouts of
+seeded values of ``tools/golden/seeded_weights.py`` (``marco_weights``). ``tools/golden/make_marco_golden.py`` (run against local checkouts of
 both repositories; its docstring gives the environment) rewrites the file byte for byte. It holds outputs only:
 
 - ``canvas{56,70}_*``: on seeded normalised square canvases, their ``forward_backbone`` features (every 24th
@@ -39,27 +39,19 @@ from corrbench.methods.marco.matcher import (
 )
 from corrbench.methods.marco.model import MARCOArchitecture, MARCOModel
 
+from repo_tools import load_tool
+
 GOLDEN = Path(__file__).parent / "data" / "marco_official_tiny.npz"
 ARCHITECTURE = MARCOArchitecture("vits14_reg", adapter_blocks=(8, 12), bottleneck_factor=0.5, upsampling_stages=2)
 WEIGHT_SEED = 21
 CHANNELS = slice(0, None, 24)
+SEEDED = load_tool("golden/seeded_weights.py")
 TOLERANCE = {"features": 1e-4, "similarity": 2e-3, "points": 1e-3, "pixels": 1e-6}
-
-
-def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """The golden file's weights: one draw per key in sorted key order; norm weights near 1, the rest small."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        draw = torch.randn(shapes[key], generator=generator, dtype=torch.float32)
-        is_norm_weight = "norm" in key.split(".")[-2] and key.endswith(".weight")
-        state[key] = 1.0 + 0.1 * draw if is_norm_weight else 0.05 * draw
-    return state
 
 
 def load_seeded(model: MARCOModel) -> MARCOModel:
     shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    model.load_state_dict(seeded_state(shapes, WEIGHT_SEED), strict=True)
+    model.load_state_dict(SEEDED.marco_weights(shapes, WEIGHT_SEED), strict=True)
     return model.eval()
 
 

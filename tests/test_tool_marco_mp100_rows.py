@@ -3,18 +3,9 @@ docs quote for mp100-animal-body-marco), on files in the release's layout."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "marco_mp100_rows.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("marco_mp100_rows", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_tools import load_tool
 
 
 def _ann(ann_id, image_id, visibility):
@@ -44,7 +35,7 @@ def test_counts_rows_of_other_types_and_multi_annotation_images(tmp_path, capsys
              {"src_file": "cat/4.jpg", "trg_file": "cat/1.jpg"}]   # types (0, 0, 1) vs (0, 1, 2): 2 wrong of 3
     (lists / "pairs_animal_body_unseen.json").write_text(json.dumps(pairs))
 
-    table = _tool().main([str(annotations), str(lists)])
+    table = load_tool("marco_mp100_rows.py").main([str(annotations), str(lists)])
 
     assert table == {"pairs_animal_body_unseen.json": {
         "pairs": 3, "pairs_mismatched": 2, "rows": 8, "rows_mismatched": 4, "pairs_multi": 1}}

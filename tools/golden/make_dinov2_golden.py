@@ -21,19 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from seeded_weights import dinov2_weights  # beside this script
 
 CASES = {"vits14": 11, "vits14_reg": 12}  # release -> the seed its weights are drawn with
 SIZES = ((56, 70), (98, 84))
-
-
-def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        draw = torch.randn(shape, generator=generator, dtype=torch.float32)
-        norm = key.endswith(("norm1.weight", "norm2.weight", "norm.weight"))
-        state[key] = 1.0 + 0.1 * draw if norm else 0.05 * draw
-    return state
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     for release, seed in CASES.items():
         model = torch.hub.load(str(args.dinov2), f"dinov2_{release}", source="local", pretrained=False).eval()
         shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-        model.load_state_dict(seeded_state_dict(shapes, seed), strict=True)
+        model.load_state_dict(dinov2_weights(shapes, seed), strict=True)
         inputs = torch.Generator().manual_seed(100 + seed)
         for h, w in SIZES:
             x = torch.randn(1, 3, h, w, generator=inputs)

@@ -15,7 +15,7 @@ _autograd_registrations; the hub helper uses only torchvision's pure-Python tran
   ViT-S/14 with registers ('small'), adapters in blocks 8..11, channel factor 0.5 (width 192), 2 upsampling
   stages, softmax temperature 10. Their ``torch.hub.load('facebookresearch/dinov2', ...)`` is redirected to the
   local dinov2 checkout (source='local', pretrained=False): no network, no released weights.
-- Every parameter is then overwritten with seeded values (``seeded_state``), drawn per key in sorted
+- Every parameter is then overwritten with seeded values (``seeded_weights.marco_weights``), drawn per key in sorted
   corrbench key order (the authors' wrapper key ``dino.blocks.N.block.X`` is corrbench's ``dino.blocks.N.X``),
   so the test regenerates them; the file holds outputs only.
 """
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
+from seeded_weights import marco_weights  # beside this script
 
 WEIGHT_SEED = 21
 CHANNELS = slice(0, None, 24)  # 16 of 384 channels of the feature maps (keeps the file small)
@@ -52,16 +53,6 @@ def corrbench_key(key: str) -> str:
     if parts[:2] == ["dino", "blocks"] and len(parts) > 3 and parts[3] == "block":
         del parts[3]
     return ".".join(parts)
-
-
-def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(shapes):
-        draw = torch.randn(shapes[key], generator=generator, dtype=torch.float32)
-        is_norm_weight = "norm" in key.split(".")[-2] and key.endswith(".weight")
-        state[key] = 1.0 + 0.1 * draw if is_norm_weight else 0.05 * draw
-    return state
 
 
 def git_head(repo: Path) -> str:
@@ -86,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     model = _build_marco_from_cfg(cfg).eval()
     full = torch.nn.Module.state_dict(model)  # MARCO.state_dict keeps only adapters + head
     names = {corrbench_key(k): k for k in full}
-    seeded = seeded_state({k: tuple(full[v].shape) for k, v in names.items()}, WEIGHT_SEED)
+    seeded = marco_weights({k: tuple(full[v].shape) for k, v in names.items()}, WEIGHT_SEED)
     torch.nn.Module.load_state_dict(model, {names[k]: v for k, v in seeded.items()}, strict=True)
 
     out: dict[str, np.ndarray] = {}
