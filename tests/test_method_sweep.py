@@ -175,7 +175,7 @@ class _PointsInACanvas(Matcher):
 
     @dataclasses.dataclass
     class Config:
-        pass
+        """No options."""
 
     def match(self, batch: PairBatch) -> MatchOutput:
         sizes = torch.tensor(batch.trg_sizes, dtype=torch.float32)[:, None, :]
