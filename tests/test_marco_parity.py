@@ -5,7 +5,7 @@ facebookresearch/dinov2 commit b8931f7b as its backbone, loaded from a local che
 ``pretrained=False``; torch 2.13.0+cpu, float32, one thread, xFormers absent). Their model was built by their
 own factory with a tiny configuration (ViT-S/14 with registers, adapters in blocks 8..11 of width
 ``int(0.5 * 384)``, 2 upsampling stages, softmax temperature 10), then every parameter was overwritten with the
-seeded values of ``tools/golden/seeded_weights.py`` (``marco_weights``). ``tools/golden/make_marco_golden.py`` (run against local checkouts of
+seeded values of ``tools/golden/golden_cases.py`` (``marco_weights``). ``tools/golden/make_marco_golden.py`` (run against local checkouts of
 both repositories; its docstring gives the environment) rewrites the file byte for byte. It holds outputs only:
 
 - ``canvas{56,70}_*``: on seeded normalised square canvases, their ``forward_backbone`` features (every 24th
@@ -45,7 +45,7 @@ GOLDEN = Path(__file__).parent / "data" / "marco_official_tiny.npz"
 ARCHITECTURE = MARCOArchitecture("vits14_reg", adapter_blocks=(8, 12), bottleneck_factor=0.5, upsampling_stages=2)
 WEIGHT_SEED = 21
 CHANNELS = slice(0, None, 24)
-SEEDED = load_tool("golden/seeded_weights.py")
+SEEDED = load_tool("golden/golden_cases.py")
 TOLERANCE = {"features": 1e-4, "similarity": 2e-3, "points": 1e-3, "pixels": 1e-6}
 
 

@@ -21,11 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from seeded_weights import dinov2_weights  # beside this script
-
-CASES = {"vits14": 11, "vits14_reg": 12}  # release -> the seed its weights are drawn with
-SIZES = ((56, 70), (98, 84))
-
+from golden_cases import DINOV2_CASES, dinov2_outputs, dinov2_weights  # beside this script
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,21 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out: dict[str, np.ndarray] = {}
-    for release, seed in CASES.items():
+    for release, seed in DINOV2_CASES.items():
         model = torch.hub.load(str(args.dinov2), f"dinov2_{release}", source="local", pretrained=False).eval()
         shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
         model.load_state_dict(dinov2_weights(shapes, seed), strict=True)
-        inputs = torch.Generator().manual_seed(100 + seed)
-        for h, w in SIZES:
-            x = torch.randn(1, 3, h, w, generator=inputs)
-            with torch.no_grad():
-                features = model.forward_features(x)
-                layer = model.get_intermediate_layers(x, n=2, reshape=True, norm=True)[0]
-            tag = f"{release}_{h}x{w}"
-            out[f"{tag}_cls"] = features["x_norm_clstoken"].numpy()
-            out[f"{tag}_patch"] = features["x_norm_patchtokens"].numpy()
-            out[f"{tag}_reg"] = features["x_norm_regtokens"].numpy()
-            out[f"{tag}_layer_minus2"] = layer.numpy()
+        out.update(dinov2_outputs(model, release))
     np.savez_compressed(args.out, **out)
     head = subprocess.check_output(["git", "-C", str(args.dinov2), "rev-parse", "HEAD"], text=True).strip()
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes); dinov2 {head[:12]}, torch {torch.__version__}")

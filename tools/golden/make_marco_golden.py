@@ -15,7 +15,7 @@ _autograd_registrations; the hub helper uses only torchvision's pure-Python tran
   ViT-S/14 with registers ('small'), adapters in blocks 8..11, channel factor 0.5 (width 192), 2 upsampling
   stages, softmax temperature 10. Their ``torch.hub.load('facebookresearch/dinov2', ...)`` is redirected to the
   local dinov2 checkout (source='local', pretrained=False): no network, no released weights.
-- Every parameter is then overwritten with seeded values (``seeded_weights.marco_weights``), drawn per key in sorted
+- Every parameter is then overwritten with seeded values (``golden_cases.marco_weights``), drawn per key in sorted
   corrbench key order (the authors' wrapper key ``dino.blocks.N.block.X`` is corrbench's ``dino.blocks.N.X``),
   so the test regenerates them; the file holds outputs only.
 """
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
-from seeded_weights import marco_weights  # beside this script
+from golden_cases import marco_weights  # beside this script
 
 WEIGHT_SEED = 21
 CHANNELS = slice(0, None, 24)  # 16 of 384 channels of the feature maps (keeps the file small)
