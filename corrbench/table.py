@@ -131,7 +131,11 @@ def build_table(
         _check_protocol(protocol, results, known_protocols)
         results = [r for r in results if protocol_name(r) == protocol]
     recorded_names = {r["benchmark"]["name"] for r in results} | {base_benchmark(r) for r in results}
-    _check_names("benchmark", benchmarks, recorded_names, {p["benchmark"] for p in published})
+    published_names = {p["benchmark"] for p in published}
+    _check_names("benchmark", benchmarks, recorded_names, published_names)
+    # the check accepts any letter case, as for methods; the filters below compare names as recorded
+    spelled = {name.lower(): name for name in recorded_names | published_names}
+    benchmarks = [spelled[name.lower()] for name in benchmarks]
     _check_names("method", methods, {r["method"]["name"] for r in results}, {p["method"] for p in published})
     wanted_methods = {m.lower() for m in methods}
     results = [
