@@ -28,10 +28,10 @@ from .table_published import (
 )
 from .table_runs import (
     MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
-    data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells,
+    data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells, usable_runs,
 )
 
-__all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
+__all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render", "usable_runs"]
 
 FORMATS = ("md", "csv", "latex", "json")
 METRICS = ("pck", "pck_dagger")
@@ -95,11 +95,6 @@ def check_thresholds(thresholds: Sequence[float]) -> list[str]:
             hint=f"choose among {' '.join(alpha_key(a) for a in ALPHAS)}",
         )
     return keys
-
-
-def usable_runs(results: Iterable[dict[str, Any]], *, partial: bool) -> list[dict[str, Any]]:
-    """The runs a table may show: complete ones, and --limit ones when ``partial``."""
-    return [r for r in results if partial or not r.get("partial", False)]
 
 
 def build_table(
