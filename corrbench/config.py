@@ -87,9 +87,7 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"option {key!r}: expected text, got {value!r}")
         return value
-    if annotation is Any:
-        return value
-    return value
+    return value  # Any, and types without a text form, pass through as given
 
 
 # -- declaring options ------------------------------------------------------------------------------------------

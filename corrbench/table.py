@@ -28,10 +28,10 @@ from .table_published import (
 )
 from .table_runs import (
     MARK_OTHER_PAIRS, MARK_PARTIAL, base_benchmark, column_of, configuration, coverage,
-    data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells,
+    data_warning, pair_marker, protocol_name, reference_pairs, row_labels, scoring_note, select_cells, usable_runs,
 )
 
-__all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render"]
+__all__ = ["FORMATS", "METRICS", "Table", "build_table", "check_thresholds", "load_published", "render", "usable_runs"]
 
 FORMATS = ("md", "csv", "latex", "json")
 METRICS = ("pck", "pck_dagger")
@@ -97,11 +97,6 @@ def check_thresholds(thresholds: Sequence[float]) -> list[str]:
     return keys
 
 
-def usable_runs(results: Iterable[dict[str, Any]], *, partial: bool) -> list[dict[str, Any]]:
-    """The runs a table may show: complete ones, and --limit ones when ``partial``."""
-    return [r for r in results if partial or not r.get("partial", False)]
-
-
 def build_table(
     results: Iterable[dict[str, Any]],
     *,
@@ -131,7 +126,11 @@ def build_table(
         _check_protocol(protocol, results, known_protocols)
         results = [r for r in results if protocol_name(r) == protocol]
     recorded_names = {r["benchmark"]["name"] for r in results} | {base_benchmark(r) for r in results}
-    _check_names("benchmark", benchmarks, recorded_names, {p["benchmark"] for p in published})
+    published_names = {p["benchmark"] for p in published}
+    _check_names("benchmark", benchmarks, recorded_names, published_names)
+    # the check accepts any letter case, as for methods; the filters below compare names as recorded
+    spelled = {name.lower(): name for name in recorded_names | published_names}
+    benchmarks = [spelled[name.lower()] for name in benchmarks]
     _check_names("method", methods, {r["method"]["name"] for r in results}, {p["method"] for p in published})
     wanted_methods = {m.lower() for m in methods}
     results = [

@@ -136,12 +136,16 @@ def coverage(result: dict[str, Any]) -> Coverage:
     )
 
 
+def usable_runs(results: Iterable[dict[str, Any]], *, partial: bool) -> list[dict[str, Any]]:
+    """The runs a table may show: complete ones, and --limit ones when ``partial``."""
+    return [r for r in results if partial or not r.get("partial", False)]
+
+
 def select_cells(results: Iterable[dict[str, Any]], *, partial: bool) -> dict[tuple[str, tuple], dict[str, Any]]:
-    """(row key, column) -> the run that fills the cell: complete before partial, then the newest."""
+    """(row key, column) -> the run that fills the cell among ``usable_runs``: complete before partial, then the
+    newest."""
     chosen: dict[tuple[str, tuple], dict[str, Any]] = {}
-    for result in results:
-        if result.get("partial", False) and not partial:
-            continue
+    for result in usable_runs(results, partial=partial):
         key = (row_key(result), column_of(result))
         rank = (not result.get("partial", False), result["created_at"])
         best = chosen.get(key)

@@ -158,6 +158,14 @@ def test_names_that_match_nothing_are_errors_with_suggestions(invoke, oracle_res
     assert "Traceback" not in result.output
 
 
+def test_names_match_in_any_letter_case_as_the_check_accepts_them(invoke, oracle_result):
+    # the name check is case-insensitive; the filter must agree, or the table comes out empty
+    assert rows_of(invoke("table", "--benchmark", "SYNTHETIC", "--method", "Oracle", "-t", "0.1").output) == {
+        "oracle (ground truth)": ["local", "100.0"]}
+    published = invoke("table", "--published", "--benchmark", "PF-Willow", "--method", "lpmflow", "-t", "0.1")
+    assert published.exit_code == 0 and "81.0*" in published.output, published.output
+
+
 def test_names_are_checked_against_published_numbers_too(invoke):
     result = invoke("table", "--published", "--benchmark", "pf-willow", "--method", "lpmflow", "-t", "0.1")
     assert result.exit_code == 0, result.output

@@ -185,7 +185,7 @@ def keypoint_problem(pair: Pair) -> tuple[str, str] | None:
         for row in map(int, visible.nonzero()[0]):
             x, y = (float(v) for v in points[row])
             if not (math.isfinite(x) and math.isfinite(y)):
-                return side, f"{side} keypoint {row} is ({x:g}, {y:g}): not a number"
+                return side, f"{side} keypoint {row} is ({x:g}, {y:g}): not a number, in pair {pair.pair_id}"
             if not (-margin <= x <= width - 1 + margin and -margin <= y <= height - 1 + margin):
                 return side, (f"{side} keypoint {row} at ({x:g}, {y:g}) lies outside the {width}x{height} image by "
                               f"more than {KEYPOINT_MARGIN:g} of its longer side ({margin:g} px) in pair {pair.pair_id}")
