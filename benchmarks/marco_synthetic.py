@@ -121,7 +121,7 @@ def score(checkpoint: Path | None, args: argparse.Namespace, test_sets: dict) ->
 
 def step_seconds(run_dir: Path) -> dict[str, float]:
     """Mean seconds per training step of each stage (the first step, which warms up, left out)."""
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     steps = [r["seconds"] for r in records if r["event"] == "step"][1:]
     return {stage: float(np.mean([s.get(stage, 0.0) for s in steps])) for stage in STAGES}
 

@@ -385,7 +385,7 @@ def history(folder: Path) -> list[dict[str, Any]]:
     records = []
     for path in paths:
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
             raise ResultsError(f"bench record {path} is unreadable: {exc}",
                                hint="move it out of the folder (or delete it) and run again") from None

@@ -189,7 +189,7 @@ def _stored_run(directory: Path) -> dict[str, Any] | None:
     if not run_file.exists():
         return None
     try:
-        stored = json.loads(run_file.read_text())
+        stored = json.loads(run_file.read_bytes())
         stored["identity"], stored["method"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ResultsError(f"{run_file} is unreadable ({exc})", hint=f"delete {directory} to start this run afresh")

@@ -37,7 +37,7 @@ def parse_points(text: str) -> np.ndarray:
 def read_points_file(path: Path) -> np.ndarray:
     """A JSON file holding ``[[x, y], ...]`` or ``{"points": [[x, y], ...]}``."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read points file {path}: {exc}") from None
     if isinstance(data, dict):

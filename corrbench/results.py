@@ -40,7 +40,7 @@ def run_directory(out: Path, benchmark: str, method: str, identity: dict[str, An
 def load_result(path: Path) -> dict[str, Any]:
     """Read and check one result file."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes())
     except (OSError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read result {path}: {exc}") from None
     version = data.get("schema_version") if isinstance(data, dict) else None

@@ -97,7 +97,7 @@ def cached_file_sha256(path: Path) -> str:
     key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     side = path.with_name(path.name + ".sha256")
     try:
-        cached = json.loads(side.read_text())
+        cached = json.loads(side.read_bytes())
         if {k: cached.get(k) for k in key} == key and isinstance(cached.get("sha256"), str):
             return cached["sha256"]
     except (OSError, ValueError, AttributeError):

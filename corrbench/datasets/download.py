@@ -225,7 +225,7 @@ def _read_record(record_path: Path) -> dict | None:
     if not record_path.exists():
         return None
     try:
-        record = json.loads(record_path.read_text())
+        record = json.loads(record_path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{record_path}: not a readable download record ({exc})",
                         hint=f"delete {record_path} and run again; it is rewritten once the download is checked"

@@ -557,7 +557,7 @@ def pairs_dir(data_root: Path) -> Path:
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     """The manifest of an installed pair folder, or None when there is none (or it is unreadable)."""
     try:
-        data = json.loads((Path(directory) / MANIFEST_FILE).read_text())
+        data = json.loads((Path(directory) / MANIFEST_FILE).read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("kind") in KINDS else None

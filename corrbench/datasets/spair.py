@@ -129,7 +129,7 @@ class SPairLayout(DatasetAdapter):
         self.check_split(split)
         layout_file = self.layout_file(split)
         try:
-            stems = [line.strip() for line in layout_file.read_text().splitlines() if line.strip()]
+            stems = [line.strip() for line in layout_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read the {self.name} pair list {layout_file}: {exc}",
                             hint=self.instructions or "check the dataset is complete under the data root") from None
@@ -196,7 +196,7 @@ class SPairLayout(DatasetAdapter):
             self.skip(skipped, stem, "malformed pair file", path, detail)
 
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return bad(f"not valid JSON ({exc})")
         if not isinstance(data, dict):

@@ -51,7 +51,7 @@ class SyntheticDataset(SPairLayout):
             generate_synthetic(self.root, seed=self.seed, images_per_category=self.images_per_category,
                                pairs_per_category=self.pairs_per_category, progress=progress)
             return
-        manifest = json.loads((self.root / MANIFEST).read_text())
+        manifest = json.loads((self.root / MANIFEST).read_bytes())
         wanted = {
             "generator_version": GENERATOR_VERSION,
             "seed": self.seed,
