@@ -46,7 +46,9 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.errors import CorrbenchError
 from corrbench.registry import BENCHMARKS, METHODS
-from corrbench.training import TrainOptions, train, validate
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
+from corrbench.train.validation import validate
 
 STAGES = ("data", "student_forward", "teacher_forward", "mining", "losses", "other", "backward", "optimizer", "total")
 ALPHAS = ("0.05", "0.1")

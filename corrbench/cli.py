@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import CorrbenchError
+from .train.options import TRAIN_DTYPES  # imports no torch
 
 
 class _Group(click.Group):
@@ -415,14 +416,58 @@ def _add_dataset_builders() -> None:
     cli.add_command(build_mp100_command, "build-mp100")
 
 
-def _add_training() -> None:
-    from .training import train_command  # imports no torch until a run starts
+@cli.command("train")
+@click.option("--method", "-m", required=True, help="A trainable method (e.g. marco).")
+@click.option("--benchmark", "-b", required=True, help="Trains on its dataset's trn split, validates on val.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Method option or training setting (repeatable).")
+@click.option("--preset", default=None,
+              help="Training preset of the method (MARCO: released, paper, or an ablation such as marco-sup).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the preset's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Effective batch over all processes.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the preset's learning rate.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimisation steps in all.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(list(TRAIN_DTYPES)),
+              help="bfloat16 / float16: CUDA autocast for forward passes and losses (float16 also scales the loss).")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="Data-loading workers.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of everything random.")
+@click.option("--out", default="results", show_default=True, type=click.Path(path_type=Path),
+              help="Runs go to OUT/train/METHOD/BENCHMARK/RUN-ID/.")
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
+@click.option("--resume", default=None, metavar="PATH|auto",
+              help="Continue a run: a checkpoint, a run directory, or auto (this configuration's run, if any).")
+@click.option("--no-validate", is_flag=True, help="Skip the per-epoch validation on the val split.")
+@click.option("--val-limit", type=click.IntRange(min=1), help="Validate on the first N val pairs only.")
+@click.option("--no-download", is_flag=True, help="Never download missing data.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def train_command(method, benchmark, settings, preset, epochs, batch_size, lr, max_steps, device, dtype, workers,
+                  seed, out, data_root, resume, no_validate, val_limit, no_download, quiet) -> None:
+    """Train a method on a benchmark's training split (checkpoints, log, validation, resume)."""
+    import os
 
-    cli.add_command(train_command, "train")
+    from .config import parse_assignments
+    from .train.loop import train
+    from .train.options import TrainOptions
+
+    outcome = train(TrainOptions(
+        method=method, benchmark=benchmark, options=parse_assignments(settings), preset=preset, epochs=epochs,
+        batch_size=batch_size, lr=lr, max_steps=max_steps, device=device, dtype=dtype, workers=workers, seed=seed,
+        out=out, data_root=data_root, resume=resume, validate=not no_validate, val_limit=val_limit,
+        progress=not quiet, download=not no_download, command=shlex.join(["corrbench", *sys.argv[1:]]),
+    ))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    click.echo(f"trained {outcome.steps} steps ({outcome.epochs_done} epochs done)")
+    if outcome.best is not None:
+        click.echo(f"best: epoch {outcome.best['epoch']}, val PCK@0.1 {outcome.best['selection']:.2f}")
+    if outcome.last_checkpoint is not None:
+        click.echo(f"last checkpoint: {outcome.last_checkpoint}")
+    click.echo(f"run: {outcome.directory}")
 
 
 _add_dataset_builders()
-_add_training()
 
 
 def main() -> None:

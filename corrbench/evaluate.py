@@ -13,8 +13,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -30,12 +31,12 @@ from .matcher import Matcher
 from .metrics import PCKAccumulator
 from .precision import autocast, check_dtype
 from .predictions import PredictionStore
-from .protocol import BenchmarkSpec
+from .protocol import BenchmarkSpec, Protocol
 from .protocols import apply_protocol
 from .registry import BENCHMARKS, METHODS, is_file_reference
 from .results import PAIRS_FILE, PREDICTIONS_FILE, RESULT_FILE, RUN_FILE, SCHEMA_VERSION, run_directory
 from .runtime import resolve_device, seed_everything
-
+from .types import Pair
 
 
 @dataclass
@@ -132,9 +133,7 @@ def run(opts: RunOptions) -> RunOutcome:
         predictions = store.load()
 
     started = time.perf_counter()
-    accumulator = PCKAccumulator(spec.protocol.alphas)
-    for pair in scored.pairs:
-        accumulator.add(spec.protocol.score(pair, predictions[pair.pair_id]))
+    accumulator = score_pairs(spec.protocol, scored.pairs, predictions)
     write_jsonl_atomic(directory / PAIRS_FILE, (s.to_json() for s in accumulator.scores))
     timing["score_seconds"] = round(time.perf_counter() - started, 4)
     summary = accumulator.summary()
@@ -196,30 +195,49 @@ def _stored_run(directory: Path) -> dict[str, Any] | None:
     return stored
 
 
+def predict_pairs(matcher: Matcher, pairs: Sequence[Pair], *, device: torch.device, dtype: str, batch_size: int,
+                  workers: int = 0, progress: bool = False, desc: str = "predict",
+                  ) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """The one predict loop (``corrbench run`` and validation during training): batches of ``pairs`` through
+    ``matcher.predict`` under ``dtype``'s autocast, yielding each batch's pair ids and predicted target points
+    (float32, one row per keypoint of the pair), in the order of ``pairs``."""
+    loader = batch_loader(
+        pairs,
+        batch_size,
+        workers=workers,
+        with_masks="masks" in getattr(matcher, "requires", ()),
+        with_ground_truth=getattr(matcher, "uses_ground_truth", False),
+        pin_memory=device.type == "cuda",
+    )
+    with tqdm(total=len(pairs), desc=desc, unit="pair", disable=not progress, leave=False) as bar:
+        done = 0
+        for batch in loader:
+            with autocast(device, dtype):
+                output = matcher.predict(batch.to(device))
+            points = output.points.float().cpu().numpy()
+            sizes = [p.num_keypoints for p in pairs[done : done + batch.size]]
+            yield batch.pair_ids, [pts[:n] for pts, n in zip(points, sizes)]
+            done += batch.size
+            bar.update(batch.size)
+
+
+def score_pairs(protocol: Protocol, pairs: Sequence[Pair], predictions: Mapping[str, np.ndarray]) -> PCKAccumulator:
+    """The one scoring loop: each pair's predicted points (by pair id) through the protocol, accumulated."""
+    accumulator = PCKAccumulator(protocol.alphas)
+    for pair in pairs:
+        accumulator.add(protocol.score(pair, predictions[pair.pair_id]))
+    return accumulator
+
+
 def _predict(matcher: Matcher, pairs, store: PredictionStore, device: torch.device, opts: RunOptions) -> dict[str, Any]:
     """Predict ``pairs`` batch by batch, appending to ``store`` after every batch."""
     if not pairs:
         return {"predict_seconds": 0.0}
-    loader = batch_loader(
-        pairs,
-        opts.batch_size,
-        workers=opts.workers,
-        with_masks="masks" in matcher.requires,
-        with_ground_truth=matcher.uses_ground_truth,
-        pin_memory=device.type == "cuda",
-    )
     started = time.perf_counter()
-    with tqdm(total=len(pairs), desc=f"predict {opts.method} on {opts.benchmark}", unit="pair",
-              disable=not opts.progress, leave=False) as bar:
-        done = 0
-        for batch in loader:
-            with autocast(device, opts.dtype):
-                output = matcher.predict(batch.to(device))
-            points = output.points.float().cpu().numpy()
-            sizes = [p.num_keypoints for p in pairs[done : done + batch.size]]
-            store.append(batch.pair_ids, [pts[:n] for pts, n in zip(points, sizes)])
-            done += batch.size
-            bar.update(batch.size)
+    for pair_ids, points in predict_pairs(matcher, pairs, device=device, dtype=opts.dtype, batch_size=opts.batch_size,
+                                          workers=opts.workers, progress=opts.progress,
+                                          desc=f"predict {opts.method} on {opts.benchmark}"):
+        store.append(pair_ids, points)
     seconds = time.perf_counter() - started
     cache = getattr(matcher, "feature_cache", None)
     timing = {"predict_seconds": round(seconds, 4), "seconds_per_pair": round(seconds / len(pairs), 6)}

@@ -49,7 +49,7 @@ def describe_method(method: str) -> str:
 
 
 def _training_summary(cls: type, method: str) -> str:
-    from .training import Trainable, class_presets, trainer_class
+    from .train.api import Trainable, class_presets, trainer_class
 
     if trainer_class(cls) is None and not issubclass(cls, Trainable):
         return "not trainable"

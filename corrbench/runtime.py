@@ -1,4 +1,5 @@
-"""Where a run executes: the device it asks for, waiting for that device, and seeding every generator.
+"""Where a run executes: the device it asks for, waiting for that device, timing stages on it, and seeding
+every generator.
 
 One home for what the harness (``evaluate``), the training engine, ``bench`` and ``match`` all need, so they
 resolve ``--device`` and seed the same way.
@@ -6,7 +7,11 @@ resolve ``--device`` and seed the same way.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
+from collections import defaultdict
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,6 +36,28 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class StageTimer:
+    """Seconds per named stage of a step, synchronising CUDA so asynchronous kernels count where they run.
+
+    ``with timer("student_forward"): ...``; ``timer.seconds`` is a dict of totals. The training loop times its
+    own stages with it, and trainers theirs (reported in ``StepOutput.seconds``).
+    """
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self.seconds[name] += time.perf_counter() - started
 
 
 def seed_everything(seed: int, *, deterministic_cudnn: bool = False) -> None:

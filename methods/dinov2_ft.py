@@ -54,7 +54,8 @@ from corrbench.errors import ConfigError
 from corrbench.files import file_sha256
 from corrbench.geometry import pixels_to_cells
 from corrbench.matching import sample_descriptors, similarity_maps
-from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.runtime import StageTimer
+from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.types import FeatureMap
 
 from .dinov2 import PATCH, DINOv2Matcher
@@ -191,7 +192,7 @@ PRESETS: dict[str, TrainingRecipe] = {"unified": UNIFIED_RECIPE}
 
 
 class DINOv2FineTunedTrainer(TrainerBase):
-    """``corrbench.training.Trainable`` for ``DINOv2FineTuned`` (see the module docstring)."""
+    """``corrbench.train.api.Trainable`` for ``DINOv2FineTuned`` (see the module docstring)."""
 
     def __init__(self, matcher: nn.Module):
         if not isinstance(matcher, DINOv2FineTuned):

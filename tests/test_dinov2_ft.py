@@ -10,7 +10,10 @@ import torch
 from corrbench.errors import ConfigError
 from corrbench.evaluate import RunOptions, run
 from corrbench.methods.dinov2_ft import PRESETS, DINOv2FineTuned, DINOv2FineTunedTrainer
-from corrbench.training import RESUME_KEYS, TrainOptions, train, trainer_for
+from corrbench.train.api import trainer_for
+from corrbench.train.checkpoints import RESUME_KEYS
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
 
 from result_checks import assert_summary_matches_pair_scores
 

@@ -18,7 +18,9 @@ from corrbench.methods.marco.matcher import MARCOMatcher
 from corrbench.methods.marco.training import ABLATION_PRESETS, PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
 from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
-from corrbench.training import TrainingPlan, TrainOptions, train
+from corrbench.train.api import TrainingPlan
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
 
 TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adapter_blocks": (10, 12),
         "resolution": 56}

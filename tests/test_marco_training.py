@@ -21,7 +21,10 @@ from corrbench.methods.marco.schedules import RELEASED_SIGMA
 from corrbench.methods.marco.training import PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
 from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
-from corrbench.training import RESUME_KEYS, TrainingPlan, TrainOptions, train, trainer_for
+from corrbench.train.api import TrainingPlan, trainer_for
+from corrbench.train.checkpoints import RESUME_KEYS
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
 
 TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adapter_blocks": (10, 12),
         "resolution": 56}

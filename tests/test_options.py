@@ -148,7 +148,8 @@ def test_match_refuses_a_picture_name_it_cannot_write(invoke, tmp_path):
 
 
 def test_a_zero_validation_batch_is_refused_not_replaced():
-    from corrbench.training import TrainOptions, train
+    from corrbench.train.loop import train
+    from corrbench.train.options import TrainOptions
 
     with pytest.raises(ConfigError, match="val_batch_size must be a positive integer"):
         train(TrainOptions(method="tiny-vit", benchmark="synthetic", val_batch_size=0, device="cpu"))

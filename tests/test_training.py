@@ -29,18 +29,12 @@ from corrbench.train_data import (
     nearest_resize,
     sam_mask_path,
 )
-from corrbench.training import (
-    LOG_FIELDS,
-    RESUME_KEYS,
-    VALIDATION_FIELDS,
-    StepOutput,
-    TrainerBase,
-    TrainingError,
-    TrainingRecipe,
-    TrainOptions,
-    train,
-    validate,
-)
+from corrbench.train.api import StepOutput, TrainerBase, TrainingError, TrainingRecipe
+from corrbench.train.checkpoints import RESUME_KEYS
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
+from corrbench.train.record import LOG_FIELDS, VALIDATION_FIELDS
+from corrbench.train.validation import validate
 
 
 class TinyTrainable(TrainerBase, FeatureMatcher):
@@ -81,7 +75,7 @@ class TinyTrainable(TrainerBase, FeatureMatcher):
 
     # -- Trainable
     def training_presets(self):
-        recipe = TrainingRecipe(lr=3e-3, batch_size=8, epochs=2, clip_grad_norm=1.0,
+        recipe = TrainingRecipe(optimizer="adamw", lr=3e-3, batch_size=8, epochs=2, clip_grad_norm=1.0,
                                 train_resolution=self.config.resolution)
         return {"default": recipe, "other": dataclasses.replace(recipe, optimizer="adam")}
 
@@ -348,7 +342,7 @@ def test_cli_prints_errors_without_traceback(tmp_path, data_env):
     from click.testing import CliRunner
 
     from corrbench.cli import _Group
-    from corrbench.training import train_command
+    from corrbench.cli import train_command
 
     group = _Group(commands={"train": train_command})
     result = CliRunner().invoke(group, ["train", "-m", "random", "-b", "synthetic", "--out", str(tmp_path), "-q"],
@@ -361,14 +355,14 @@ def test_cli_prints_errors_without_traceback(tmp_path, data_env):
 
 
 def test_a_key_known_to_the_method_and_its_trainer_is_ambiguous():
-    from corrbench.training import split_options
+    from corrbench.train.options import split_options
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
         dim: int = 1
         depth: int = 2
 
-    recipe = TrainingRecipe(method=Settings())
+    recipe = TrainingRecipe(optimizer="adamw", lr=1e-4, batch_size=12, epochs=8, train_resolution=630, method=Settings())
     with pytest.raises(ConfigError, match="ambiguous.*method option and a training setting"):
         split_options(TinyTrainable, recipe, {"dim": "2"})
     assert split_options(TinyTrainable, recipe, {"depth": "3", "resolution": "32", "masks": "keypoint-box"}) == (
@@ -379,7 +373,7 @@ def test_float16_training_scales_the_loss_and_resumes_the_scaler(tmp_path, data_
     with pytest.raises(ConfigError, match="CUDA autocast only"):
         train(options(tmp_path, dtype="float16", max_steps=1))
     # The fp16 path is the CUDA one; CPU autocast exercises the same engine code here.
-    monkeypatch.setattr("corrbench.training.REDUCED_PRECISION_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr("corrbench.train.options.REDUCED_PRECISION_DEVICES", ("cuda", "cpu"))
     common = dict(batch_size=24, dtype="float16", validate=False, options={"resolution": "32"})
     first = train(options(tmp_path, max_steps=2, **common))
     records = [r for r in steps(first.directory) if r["event"] == "step"]
@@ -394,7 +388,8 @@ class FixedCanvasTrainable(TinyTrainable):
     """TinyTrainable whose preset trains at a fixed 64 px, whatever its (inference) ``resolution`` is, as MARCO's."""
 
     def training_presets(self):
-        return {"default": TrainingRecipe(lr=3e-3, batch_size=8, epochs=1, train_resolution=64)}
+        return {"default": TrainingRecipe(optimizer="adamw", lr=3e-3, batch_size=8, epochs=1, clip_grad_norm=0.1,
+                                          train_resolution=64)}
 
 
 if "test-fixed-canvas" not in METHODS:

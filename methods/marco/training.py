@@ -1,6 +1,6 @@
 """Training MARCO with corrbench's engine: the step of the authors' ``engine.py`` and the two recipes.
 
-``MARCOTrainer(matcher)`` implements ``corrbench.training.Trainable`` for a ``MARCOMatcher``; the engine
+``MARCOTrainer(matcher)`` implements ``corrbench.train.api.Trainable`` for a ``MARCOMatcher``; the engine
 (``corrbench train --method marco --benchmark spair71k``) owns the loop, the data, the optimiser, clipping,
 checkpoints, validation and devices. One step, in the order of ``engine.py``'s ``train_one_epoch``:
 
@@ -88,7 +88,8 @@ from torch import nn
 
 from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
-from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.runtime import StageTimer
+from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.train_data import TrainingBatch
 
 from .checkpoint import check_state, model_state
