@@ -467,6 +467,23 @@ def train_command(method, benchmark, settings, preset, epochs, batch_size, lr, m
     click.echo(f"run: {outcome.directory}")
 
 
+@_listing("trainers", "registered trainers (a method's trainer = \"NAME\") and the trainable methods' trainers")
+def _list_trainers(names: tuple[str, ...]) -> None:
+    from .registry import METHODS
+    from .train.api import TRAINERS
+
+    _no_names("trainers", names)
+    rows = [(name, "registered trainer") for name in TRAINERS.names()]
+    for name in METHODS.names():
+        try:
+            target = getattr(METHODS.get(name), "trainer", None)
+        except CorrbenchError:  # `ls methods` reports a broken plug-in
+            continue
+        if target is not None:
+            rows.append((name, f"method trained by {target if isinstance(target, str) else target.__qualname__}"))
+    _print_columns(rows)
+
+
 _add_dataset_builders()
 
 

@@ -408,3 +408,113 @@ def test_setting_resolution_alone_says_which_canvas_training_uses(tmp_path, data
                          max_steps=1, validate=False))
     assert "notice" not in capsys.readouterr().err
     assert json.loads((both.directory / "train.json").read_text())["recipe"]["train_resolution"] == 32
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The engine's layout (issue 12): neutral recipe, registered trainers, one predict and score loop, typed record
+
+
+def test_the_recipe_has_no_methods_numbers_and_neutral_defaults():
+    # The optimiser, learning rate, batch, epochs and canvas are a method's choice: each preset states them.
+    with pytest.raises(TypeError, match="optimizer.*lr.*batch_size.*epochs.*train_resolution"):
+        TrainingRecipe()
+    recipe = TrainingRecipe(optimizer="adam", lr=1e-3, batch_size=2, epochs=1, train_resolution=64)
+    assert (recipe.weight_decay, recipe.clip_grad_norm, recipe.train_resize, recipe.masks, recipe.method) == (
+        0.0, None, "auto", "auto", None)
+    assert list(recipe.to_json()) == ["optimizer", "lr", "weight_decay", "batch_size", "epochs", "clip_grad_norm",
+                                      "train_resolution", "train_resize", "masks", "method"]
+
+
+def test_presets_keep_their_recipes_and_so_their_run_ids():
+    from corrbench.files import json_identity_hash
+    from corrbench.methods.dinov2_ft import PRESETS as UNIFIED
+    from corrbench.methods.marco.training import PRESETS as MARCO
+
+    # hashes of each preset's recipe JSON as written before the engine's defaults became neutral
+    assert {name: json_identity_hash(r.to_json())[:12] for name, r in {**MARCO, **UNIFIED}.items()} == {
+        "released": "ff29bbd27dc0", "paper": "abdcb0e39b49", "marco-sup": "cd3aafe7cf51",
+        "sigma-fixed-1": "c19290306f1f", "sigma-fixed-3": "4cf4a3baa9fb", "flow-raw": "3a1d390e8a97",
+        "flow-mnn-only": "21bdfd5d9cfd", "flow-no-gt-anchors": "b1c072a31d4a", "geosc-objective": "69c64156dc1f",
+        "unified": "c10afb418dc1"}
+
+
+class DelegatingTrainer(TrainerBase):
+    """A trainer apart from its method (as MARCO's is): every Trainable call goes to a TinyTrainable."""
+
+    def __init__(self, matcher):
+        self.matcher, self.inner = matcher, TinyTrainable()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_method_names_its_trainer_through_the_trainer_registry():
+    from corrbench.methods.random_points import RandomMatcher
+    from corrbench.train.api import TRAINERS, trainer_for
+
+    if "test-delegating-trainer" not in TRAINERS:
+        TRAINERS.register("test-delegating-trainer", DelegatingTrainer)
+
+    class NamesItsTrainer(RandomMatcher):
+        trainer = "test-delegating-trainer"
+
+    class MisspellsItsTrainer(RandomMatcher):
+        trainer = "test-delegating-traner"
+
+    class GivesAnImportPath(RandomMatcher):
+        trainer = f"{__name__}:DelegatingTrainer"
+
+    assert isinstance(trainer_for(NamesItsTrainer()), DelegatingTrainer)
+    assert isinstance(trainer_for(GivesAnImportPath()), DelegatingTrainer)
+    with pytest.raises(ConfigError, match="unknown trainer 'test-delegating-traner'") as error:
+        trainer_for(MisspellsItsTrainer())
+    assert "did you mean 'test-delegating-trainer'?" in error.value.hint
+
+
+def test_run_and_validation_predict_and_score_through_the_same_loops(tmp_path, data_env, monkeypatch):
+    import corrbench.evaluate as evaluate
+    from corrbench.evaluate import RunOptions, run
+
+    calls = []
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(evaluate, "predict_pairs", counted("predict", evaluate.predict_pairs))
+    monkeypatch.setattr(evaluate, "score_pairs", counted("score", evaluate.score_pairs))
+    result = run(RunOptions(method="test-tiny-trainable", benchmark="synthetic", limit=12, batch_size=4,
+                            out=tmp_path, progress=False)).result
+    spec = BENCHMARKS.get("synthetic")
+    pairs = make_adapter(spec, data_env).pairs(spec.split, spec.subset).pairs[:12]
+    torch.manual_seed(0)  # as `run` seeds (seed 0) before it builds the method
+    summary = validate(TinyTrainable(), pairs, spec, torch.device("cpu"), "float32", 4)
+    assert calls == ["predict", "score", "predict", "score"]
+    assert summary["pck"] == result["metrics"]["pck"] and summary["counts"]["pairs"] == 12
+
+
+def test_train_json_is_the_typed_versioned_record(three_epochs):
+    from corrbench.train.record import TRAIN_SCHEMA_VERSION, TrainRecord
+
+    config = json.loads((three_epochs.directory / "train.json").read_text())
+    assert list(config) == [f.name for f in dataclasses.fields(TrainRecord)] == [
+        "schema_version", "command", "created_at", "identity", "recipe", "max_steps", "world_size", "method",
+        "benchmark", "data", "env", "notices", "resumed_from"]
+    assert config["schema_version"] == TRAIN_SCHEMA_VERSION == 1
+    assert list(config["data"]) == ["train_split", "train_pairs", "dropped", "resize", "masks", "val_split",
+                                    "val_pairs"]
+
+
+def test_no_function_of_the_training_engine_is_longer_than_a_screen():
+    import ast
+    from pathlib import Path
+
+    sources = sorted((Path(__file__).resolve().parents[1] / "corrbench" / "train").glob("*.py"))
+    assert sources
+    long = [f"{source.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for source in sources for node in ast.walk(ast.parse(source.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50]
+    assert not long

@@ -6,14 +6,13 @@ A method becomes trainable in one of two ways:
 - its class names a trainer in its ``trainer`` attribute: a ``Trainable`` class whose constructor takes the
   built matcher, or a string that ``TRAINERS`` resolves.
 
-``TRAINERS`` is a ``corrbench.registry.Registry`` like ``METHODS`` and ``BENCHMARKS``, so a trainer string may be
-a registered name (``@register_trainer("name")``, or an entry point in the group ``corrbench.trainers``), a
-``path/to/file.py:Class`` reference, or a ``package.module:Class`` import path; an unknown name gets the
-registry's did-you-mean error. The import-path form is kept because it is how corrbench's own methods declare
-their trainers (``MARCOMatcher.trainer = "corrbench.methods.marco.training:MARCOTrainer"``): it needs no
-entry point, so an installed package whose metadata predates a trainer still finds it. Such a path is entered
-into ``TRAINERS`` under its own text the first time it is looked up (lazily, as an entry point is), so every
-lookup takes the registry's one path (import, check, errors).
+A trainer string is resolved by ``TRAINERS``, a ``corrbench.registry.Registry`` like ``METHODS`` and
+``BENCHMARKS``: a registered name (``@register_trainer("name")``, or an entry point in the group
+``corrbench.trainers``) or a ``path/to/file.py:Class`` reference, with the registry's did-you-mean error for an
+unknown name (``corrbench ls trainers`` lists the names). A ``package.module:Class`` import path is accepted
+too, imported and checked as the registry imports and checks an entry point's target: it is how corrbench's
+own methods declare their trainers (``MARCOMatcher.trainer = "corrbench.methods.marco.training:MARCOTrainer"``),
+since a path needs no entry point, so an install whose metadata predates a trainer still finds it.
 
 ``TrainingRecipe``'s defaults are neutral (no weight decay, no clipping); the numbers a method is trained
 with (optimiser, learning rate, batch, epochs, canvas) have no default: each method's presets state them.
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 from ..errors import ConfigError, CorrbenchError
-from ..registry import Registry, is_file_reference
+from ..registry import Registry, import_target, is_file_reference
 
 if TYPE_CHECKING:  # torch loads where it is used, so `corrbench --help` starts fast
     import torch
@@ -232,8 +231,10 @@ def trainer_class(method_cls: type) -> type | None:
     target = getattr(method_cls, "trainer", None)
     if not isinstance(target, str):
         return target
-    if _is_import_path(target) and target not in TRAINERS:
-        TRAINERS.register(target, target, origin=f"{method_cls.__qualname__}.trainer")
+    if _is_import_path(target):
+        resolved = import_target(target)
+        _check_trainer(target, resolved)
+        return resolved
     return TRAINERS.get(target)
 
 
