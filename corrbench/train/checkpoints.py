@@ -21,8 +21,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+import torch
+
 from ..errors import ConfigError
 from ..files import json_identity_hash, replacing
+from ..results import safe_name
 from .api import TrainingError, TrainingRecipe
 
 CHECKPOINT_DIR = "checkpoints"
@@ -57,8 +61,6 @@ def run_identity(method: str, method_cls: type, method_config: dict, preset: str
 
 def run_directory(out: Path, method: str, benchmark: str, identity: Mapping[str, Any]) -> Path:
     """``<out>/train/<method>/<benchmark>/<the identity's hash, 12 hex digits>``."""
-    from ..results import safe_name
-
     return Path(out) / "train" / safe_name(method) / safe_name(benchmark) / json_identity_hash(identity)[:12]
 
 
@@ -68,8 +70,6 @@ def run_directory(out: Path, method: str, benchmark: str, identity: Mapping[str,
 
 def save_checkpoint(state: Mapping[str, Any], path: Path, *, best: bool) -> None:
     """Write ``state`` to ``path`` atomically; ``last.pth`` (and ``best.pth`` when ``best``) then point to it."""
-    import torch
-
     with replacing(path) as tmp:
         torch.save(dict(state), tmp)
     _link(path, path.with_name(LAST))
@@ -87,8 +87,6 @@ def _link(target: Path, alias: Path) -> None:
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"checkpoint not found: {path}", hint="pass a checkpoint file, a run directory, or auto")
@@ -152,9 +150,6 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def rng_state() -> dict[str, Any]:
     """This process's generator states as tensors and plain values, so checkpoints load with ``weights_only``."""
-    import numpy as np
-    import torch
-
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
@@ -168,9 +163,6 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    import numpy as np
-    import torch
-
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    import torch
+import torch
+from torch.nn.parallel import DistributedDataParallel
 
-    from .api import Trainable
+from ..runtime import resolve_device
+from .api import Trainable
 
 
 @dataclass
@@ -34,15 +35,11 @@ class Processes:
         return self.rank == 0
 
     def barrier(self) -> None:
-        import torch
-
         if self.distributed:
             torch.distributed.barrier()
 
     def mean(self, values: Sequence[float], device: torch.device) -> list[float]:
         """The mean of each value over processes (for logging)."""
-        import torch
-
         if not self.distributed or not values:
             return list(values)
         t = torch.tensor(list(values), dtype=torch.float64, device=device)
@@ -50,8 +47,6 @@ class Processes:
         return (t / self.world_size).tolist()
 
     def gather(self, obj: Any) -> list[Any]:
-        import torch
-
         if not self.distributed:
             return [obj]
         out: list[Any] = [None] * self.world_size
@@ -62,24 +57,16 @@ class Processes:
         """Give the trainer its student, wrapped in ``DistributedDataParallel`` when there are several processes."""
         student = trainer.student()
         if self.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
             student = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
         trainer.bind_student(student)
 
     def finish(self) -> None:
-        import torch
-
         if self.distributed:
             torch.distributed.destroy_process_group()
 
 
 def start_processes(device_name: str) -> tuple[Processes, torch.device]:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); pick this process's device."""
-    import torch
-
-    from ..runtime import resolve_device
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Processes(), resolve_device(device_name)

@@ -40,11 +40,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import click
+import torch
+from torch import nn
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError
+from ..precision import LossScaling, autocast
+from ..runtime import StageTimer, seed_everything
+from ..train_data import EpochBatches, collate_training
 from .api import StepOutput, TrainingError, TrainingPlan, TrainingRecipe
 from .checkpoints import (CHECKPOINT_DIR, LAST, RESUME_KEYS, SCALER_KEY, check_same_run, find_resume_file,
                           load_checkpoint_file, rng_state, run_directory_of, save_checkpoint, set_rng_state)
@@ -52,10 +58,6 @@ from .options import TrainOptions
 from .record import LOG_FIELDS, LOG_FILE, append_log, write_summary
 from .run import TrainingRun
 from .validation import selection_value, validate
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 
 @dataclass
@@ -78,16 +80,12 @@ def train(opts: TrainOptions) -> TrainOutcome:
 
 
 def _optimizer(recipe: TrainingRecipe, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    import torch
-
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
     return torch.optim.Adam(parameters, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 def _number(value: Any) -> float:
-    import torch
-
     return float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
 
 
@@ -99,9 +97,6 @@ class TrainingLoop:
     """
 
     def __init__(self, run: TrainingRun):
-        from ..precision import LossScaling
-        from ..train_data import EpochBatches
-
         self.run, self.procs, self.device = run, run.procs, run.device
         self.recipe, self.trainer, opts = run.recipe, run.trainer, run.opts
         self.resume_file = find_resume_file(opts.resume, run.run_dir) if opts.resume else None
@@ -143,8 +138,6 @@ class TrainingLoop:
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> None:
         """Reseed this process (``seed + rank``), then load a resumed run's whole state over it."""
-        from ..runtime import seed_everything
-
         seed_everything(self.run.opts.seed + self.procs.rank, deterministic_cudnn=True)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.history: list[dict[str, Any]] = []
@@ -162,10 +155,6 @@ class TrainingLoop:
         self.best = max(selected, key=lambda h: h["selection"], default=None)
 
     def _loader(self) -> Any:
-        import torch
-
-        from ..train_data import collate_training
-
         opts = self.run.opts
         return torch.utils.data.DataLoader(
             self.run.train_data, batch_sampler=self.sampler, num_workers=opts.workers,
@@ -193,8 +182,6 @@ class TrainingLoop:
 
     def _epoch(self) -> bool:
         """Train until the epoch ends or ``--max-steps`` stops it (then True); validate and save either way."""
-        from tqdm.auto import tqdm
-
         opts, max_steps = self.run.opts, self.run.opts.max_steps
         self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
         self.trainer.student().train()
@@ -220,9 +207,6 @@ class TrainingLoop:
 
     def _step(self, batches: Iterator[Any]) -> float:
         """One optimisation step on the next batch, logged; returns the loss (mean over processes)."""
-        from ..precision import autocast
-        from ..runtime import StageTimer
-
         timer = StageTimer(self.device)
         with timer("data"):
             batch = next(batches).to(self.device, non_blocking=True)
@@ -237,8 +221,6 @@ class TrainingLoop:
         return self._log_step(out, grad_norm, stepped, hooks, dict(timer.seconds))
 
     def _check_output(self, out: Any, batch: Any) -> None:
-        import torch
-
         if not isinstance(out, StepOutput):
             raise TrainingError(f"{type(self.trainer).__name__}.training_step returned {type(out).__name__}, "
                                 "not StepOutput")
@@ -249,8 +231,6 @@ class TrainingLoop:
     def _optimizer_step(self) -> tuple[Any, bool, dict[str, Any]]:
         """Unscale, clip, step (``stepped`` is False only in fp16, when the gradients overflowed), then the
         trainer's hook; returns the gradient norm before clipping (None without clipping)."""
-        import torch
-
         self.scaling.unscale(self.optimizer)
         clip = self.recipe.clip_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip) if clip is not None else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..config import build_config
 from ..errors import ConfigError
 from .api import Trainable, TrainingRecipe, class_presets, trainer_for, training_method_defaults
 
@@ -53,7 +54,7 @@ class TrainOptions:
 
     def check(self) -> None:
         """Refuse values the command line's own types cannot rule out for Python callers."""
-        from ..precision import check_dtype
+        from ..precision import check_dtype  # imports torch, which the CLI's start-up must not
 
         check_dtype(self.dtype, TRAIN_DTYPES)
         if self.max_steps is not None and self.max_steps < 1:
@@ -82,8 +83,6 @@ def method_option_keys(method_cls: type) -> set[str]:
 
 def _override(obj: Any, overrides: Mapping[str, Any], owner: str) -> Any:
     """``obj`` (a dataclass instance) with string/typed ``overrides`` converted by its field types."""
-    from ..config import build_config
-
     if not overrides:
         return obj
     # build_config validates and converts each value; the fields without a default come from ``obj``

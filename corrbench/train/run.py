@@ -4,20 +4,25 @@ directory, the training and validation pairs (``TrainingRun.prepare``), and its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import click
+import torch
 
+from ..config import config_to_json
+from ..data_root import resolve_data_root
+from ..datasets import make_adapter
+from ..environment import describe_environment
 from ..errors import ConfigError, DataError
+from ..evaluate import method_name
+from ..registry import BENCHMARKS, METHODS
+from ..runtime import seed_everything
+from ..train_data import TrainingPairs
 from .checkpoints import run_directory, run_identity
 from .distributed import Processes, start_processes
 from .options import MethodToTrain, TrainOptions, build_for_training, canvas_notice, check_precision_device
 from .record import TRAIN_SPLIT, VAL_SPLIT, TrainData, TrainRecord, utc_now
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    import torch
 
 
 @dataclass
@@ -51,11 +56,6 @@ class TrainingRun:
     @classmethod
     def prepare(cls, opts: TrainOptions) -> TrainingRun:
         """Check the options, start the processes, build the method, name the run and read its data."""
-        from ..config import config_to_json
-        from ..evaluate import method_name
-        from ..registry import BENCHMARKS, METHODS
-        from ..runtime import seed_everything
-
         opts.check()
         procs, device = _start(opts)
         spec = BENCHMARKS.get(opts.benchmark)
@@ -78,10 +78,6 @@ class TrainingRun:
         return run
 
     def _read_data(self) -> None:
-        from ..data_root import resolve_data_root
-        from ..datasets import make_adapter
-        from ..train_data import TrainingPairs
-
         opts = self.opts
         adapter = make_adapter(self.spec, resolve_data_root(opts.data_root))
         adapter.prepare(progress=opts.progress and self.procs.main, download=opts.download)
@@ -102,8 +98,6 @@ class TrainingRun:
 
     def record(self, resumed_from: Path | None) -> TrainRecord:
         """``train.json`` of this run (the one place it is built)."""
-        from ..environment import describe_environment
-
         opts, recipe, data = self.opts, self.recipe, self.train_data
         return TrainRecord(
             command=opts.command, created_at=utc_now(), identity=self.identity, recipe=recipe.to_json(),
@@ -119,8 +113,6 @@ class TrainingRun:
 
 
 def _start(opts: TrainOptions) -> tuple[Processes, torch.device]:
-    import torch
-
     procs, device = start_processes(opts.device)
     check_precision_device(opts.dtype, device.type)
     if device.type == "cuda":  # as the authors' train.py on Ampere and newer

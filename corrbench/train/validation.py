@@ -7,13 +7,14 @@ weights changed since the last validation), and the matcher's train/eval mode re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
+from .. import evaluate
+from ..feature_cache import FeatureCache
 
 #: The validation number that picks the best checkpoint: PCK@0.1, per image, pooled over all pairs.
 SELECTION_METRIC = ("pck", "image", "all", "0.1")
@@ -25,24 +26,20 @@ def validate(matcher: nn.Module, pairs: Sequence[Any], spec: Any, device: torch.
 
     Returns the ``PCKAccumulator.summary()`` (every aggregation, in percent).
     """
-    from ..evaluate import predict_pairs, score_pairs
-
     _reset_feature_cache(matcher)
     was_training = matcher.training
     matcher.eval()
     predictions: dict[str, Any] = {}
-    for pair_ids, points in predict_pairs(matcher, pairs, device=device, dtype=dtype, batch_size=batch_size,
+    for pair_ids, points in evaluate.predict_pairs(matcher, pairs, device=device, dtype=dtype, batch_size=batch_size,
                                           workers=workers, progress=progress, desc="validate"):
         predictions.update(zip(pair_ids, points))
     _reset_feature_cache(matcher)
     matcher.train(was_training)
-    return score_pairs(spec.protocol, pairs, predictions).summary()
+    return evaluate.score_pairs(spec.protocol, pairs, predictions).summary()
 
 
 def _reset_feature_cache(matcher: nn.Module) -> None:
     """A new, empty feature cache of the same size: the weights have changed, cached features are stale."""
-    from ..feature_cache import FeatureCache
-
     cache = getattr(matcher, "feature_cache", None)
     if isinstance(cache, FeatureCache):
         matcher.feature_cache = FeatureCache(cache.max_bytes)
