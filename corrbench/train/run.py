@@ -3,7 +3,7 @@ directory, the training and validation pairs (``TrainingRun.prepare``), and its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ class TrainingRun:
     identity: dict[str, Any]
     run_dir: Path
     notices: list[str]
-    train_data: Any = None  # corrbench.train_data.TrainingPairs
-    val_pairs: list = None  # type: ignore[assignment]
+    train_data: Any = None  # corrbench.train_data.TrainingPairs, read by prepare
+    val_pairs: list = field(default_factory=list)
 
     @property
     def matcher(self) -> Any:
