@@ -54,6 +54,14 @@ Not reproduced (the paper does not state them for Tab. 8, and the batch has no f
 Geo-SC's pose-aware flip augmentation and its Gaussian noise on the target flow (std from the bbox); the
 released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
 
+Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
+padded (longest side to the canvas, zeros at the bottom and right), every other dataset is stretched, as the
+authors' loaders do: ``datasets/dataset.py`` resizes the longest side and pads (``data_utils.resize_longest_side``
++ ``pad_tensor_no_resize``) unless a subclass passes ``use_original_imsize=False``, which ``spair.py`` and
+``spair_u.py`` do; ``mp100.py`` stretches with its own ``Resize((S, S))``; ``pfpascal.py`` and ``ap10k.py`` pad.
+corrbench's synthetic benchmark (SPair-71k's layout) is stretched. The rules themselves are corrbench's
+(``corrbench.train.data``).
+
 Method settings (``--set``; ``MARCOTrainingSettings``): ``self_distillation`` (false: the ``marco-sup``
 ablation, no teacher, no mining), ``sigma_schedule`` (``released``, ``paper``, ``fixed-<s>``), ``ema_start``,
 ``ema_end``, ``ema_epochs``, ``ema_ramp``, ``flow_samples``, ``flow_weight``, ``flow_k``, ``objective``
@@ -89,7 +97,7 @@ from torch import nn
 from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
-from corrbench.train_data import TrainingBatch
+from corrbench.train.data import TrainingBatch
 
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
@@ -100,6 +108,9 @@ from .schedules import MomentumSchedule, sigma_schedule
 
 #: The supervised objective on the GT keypoints (``MARCOTrainingSettings.objective``).
 OBJECTIVES = ("marco", "geosc")
+#: Datasets (``BenchmarkSpec.dataset`` keys) the authors train with longest side + padding; the rest stretch
+#: (module docstring, "Training canvas").
+PAD_DATASETS = frozenset({"pf-pascal", "ap10k"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +214,11 @@ class MARCOTrainer(TrainerBase):
     @staticmethod
     def training_presets() -> Mapping[str, TrainingRecipe]:
         return PRESETS
+
+    @staticmethod
+    def auto_train_resize(dataset: str) -> str:
+        """``pad`` for PF-PASCAL and AP-10K, ``stretch`` elsewhere (module docstring, "Training canvas")."""
+        return "pad" if dataset in PAD_DATASETS else "stretch"
 
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
         self.settings = recipe.method if recipe.method is not None else MARCOTrainingSettings()
