@@ -43,8 +43,8 @@ changed (so they appear in the run's recorded ``recipe.method`` and identity):
                         matches alone, every flow pixel landing in the target mask is a candidate; no GT seeds,
                         no GT-anchored cluster filtering (Tab. 4 "+ Delaunay & warp").
 ``geosc-objective``     ``objective=geosc, self_distillation=false``: the same architecture trained with Geo-SC's
-                        InfoNCE + l2 (``losses.geosc_loss``) instead of the coarse-to-fine CE, no dense loss
-                        (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
+                        InfoNCE + l2 (``corrbench.train.losses.geosc_loss``) instead of the coarse-to-fine CE, no
+                        dense loss (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
 
 Geo-SC objective, what fits and what does not: the keypoints (clamped into the canvas) go to cells with the
 ``x * w / W`` rule on MARCO's upsampled grid; the log scale is a trainer-owned parameter initialised at
@@ -98,11 +98,12 @@ from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.train.data import TrainingBatch
+from corrbench.train.losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, geosc_loss
 
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
 from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
-from .losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, MARCO_TEMPERATURE, CoarseToFineLoss, geosc_loss
+from .losses import MARCO_TEMPERATURE, CoarseToFineLoss
 from .matcher import CELL_RULE, similarity_at_points
 from .schedules import MomentumSchedule, sigma_schedule
 
@@ -127,7 +128,7 @@ class MARCOTrainingSettings:
     flow_weight: float = 1.0
     flow_k: int = 7
     # Ablations (paper Tab. 4 and 8; the module docstring's "Ablation presets"):
-    objective: str = "marco"  # marco: coarse-to-fine CE | geosc: Geo-SC's InfoNCE + l2 (``losses.geosc_loss``)
+    objective: str = "marco"  # marco: coarse-to-fine CE | geosc: Geo-SC's InfoNCE + l2 (train.losses.geosc_loss)
     geosc_temperature: float = GEOSC_TEMPERATURE  # soft-argmax temperature of Geo-SC's l2 term
     flow_pseudo_labels: str = "flow"  # FlowAnchoringConfig.pseudo_labels: flow | mutual | nearest
     flow_keypoint_seeds: bool = True  # FlowAnchoringConfig.keypoint_seeds
