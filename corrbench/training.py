@@ -8,9 +8,9 @@
    clipping, canvas, masks, and the method's own settings) is picked, then overridden by the other ``--set``
    keys and ``--epochs`` / ``--batch-size`` / ``--lr`` (``split_options``: each key must belong to exactly one);
 2. seeds: python, numpy and torch reseeded with ``seed + rank`` (the authors' ``make_deterministic``); the
-   order of pairs comes from its own generator seeded with ``seed + epoch`` (``train_data.EpochBatches``);
+   order of pairs comes from its own generator seeded with ``seed + epoch`` (``train.data.EpochBatches``);
 3. data: the benchmark's dataset (its spec's ``dataset`` and ``data_dir``) read through its adapter, split
-   ``trn`` for training (``corrbench.train_data``) and ``val`` for model selection;
+   ``trn`` for training (``corrbench.train.data``) and ``val`` for model selection;
 4. per step: ``training_step`` under autocast (bf16 or fp16 on CUDA when asked), ``loss.backward()``
    (loss-scaled in fp16: ``precision.LossScaling``; its state is the checkpoint's ``grad_scaler``), gradient
    clipping of the unscaled gradients, optimiser step (skipped by fp16 on overflow, logged as ``skipped``),
@@ -62,7 +62,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import click
 
@@ -112,7 +112,7 @@ class TrainingRecipe:
     batch_size: pairs per optimisation step over all processes. epochs: passes over the training split.
     clip_grad_norm: max global gradient norm, or None for no clipping.
     train_resolution, train_resize, masks: the training canvas and object masks
-        (``corrbench.train_data.TrainDataOptions``; named apart from the methods' inference options).
+        (``corrbench.train.data.TrainDataOptions``; named apart from the methods' inference options).
     method: the method's own training settings (a dataclass; ``--set`` overrides its fields), or None.
     """
 
@@ -139,10 +139,12 @@ class TrainingRecipe:
         if self.method is not None and not dataclasses.is_dataclass(self.method):
             raise ConfigError("TrainingRecipe.method must be a dataclass instance of the method's settings")
 
-    def data_options(self):
-        from .train_data import TrainDataOptions
+    def data_options(self, dataset: str, auto_resize: Callable[[str], str]):
+        """The data pipeline's options for ``dataset``; ``auto_resize``: the trainer's ``auto_train_resize``."""
+        from .train.data import TrainDataOptions, resolve_resize
 
-        return TrainDataOptions(resolution=self.train_resolution, resize=self.train_resize, masks=self.masks)
+        resize = resolve_resize(self.train_resize, dataset, auto_resize)
+        return TrainDataOptions(resolution=self.train_resolution, resize=resize, masks=self.masks)
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method"}
@@ -215,6 +217,10 @@ class Trainable(Protocol):
     def on_optimizer_step(self, step: int) -> Mapping[str, float]:
         """After ``optimizer.step()`` (EMA teacher update); returns diagnostics to log."""
 
+    def auto_train_resize(self, dataset: str) -> str:
+        """The resize rule (``stretch`` or ``pad``) a recipe's ``train_resize="auto"`` gives ``dataset`` (a
+        ``BenchmarkSpec.dataset`` key): the method's choice, see ``corrbench.train.data``."""
+
     def release_state(self) -> dict[str, Any]:
         """The checkpoint in the method's release layout (e.g. ``{"model": state_dict}``)."""
 
@@ -243,6 +249,9 @@ class TrainerBase:
 
     def on_optimizer_step(self, step: int) -> Mapping[str, float]:
         return {}
+
+    def auto_train_resize(self, dataset: str) -> str:
+        return "stretch"  # neutral: every dataset stretched to the square canvas
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -728,7 +737,7 @@ class _Run:
         from .evaluate import method_name
         from .precision import check_dtype
         from .registry import BENCHMARKS, METHODS
-        from .train_data import TrainingPairs
+        from .train.data import TrainingPairs
 
         check_dtype(opts.dtype, TRAIN_DTYPES)
         if opts.max_steps is not None and opts.max_steps < 1:
@@ -772,7 +781,8 @@ class _Run:
         adapter = make_adapter(self.spec, resolve_data_root(opts.data_root))
         adapter.prepare(progress=opts.progress and self.procs.main, download=opts.download)
         train_set = adapter.pairs(TRAIN_SPLIT, self.spec.subset)
-        self.train_data = TrainingPairs(train_set.pairs, self.recipe.data_options(), dataset=self.spec.dataset)
+        options = self.recipe.data_options(self.spec.dataset, self.trainer.auto_train_resize)
+        self.train_data = TrainingPairs(train_set.pairs, options)
         self.val_pairs: list = []
         if opts.validate:
             try:
@@ -836,7 +846,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
 
     from .runtime import seed_everything, synchronize
     from .precision import LossScaling, autocast
-    from .train_data import EpochBatches, collate_training
+    from .train.data import EpochBatches, collate_training
 
     run = _Run(opts)
     procs, device, recipe, trainer = run.procs, run.device, run.recipe, run.trainer

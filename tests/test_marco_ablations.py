@@ -17,7 +17,7 @@ from corrbench.methods.marco import flow_anchoring as fa
 from corrbench.methods.marco.matcher import MARCOMatcher
 from corrbench.methods.marco.training import ABLATION_PRESETS, PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
-from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
+from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.training import TrainingPlan, TrainOptions, train
 
 TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adapter_blocks": (10, 12),
@@ -172,7 +172,8 @@ def test_no_gt_anchors_keeps_the_clusters_that_contradicting_anchors_reject():
 @pytest.fixture(scope="module")
 def batch(synthetic_data_root):
     pairs = make_adapter(BENCHMARKS.get("synthetic"), resolve_data_root(synthetic_data_root)).pairs("trn").pairs
-    data = TrainingPairs(pairs[:2], TrainDataOptions(resolution=CANVAS), dataset="synthetic")
+    options = TrainDataOptions(resolution=CANVAS, resize=MARCOTrainer.auto_train_resize("synthetic"))
+    data = TrainingPairs(pairs[:2], options)
     return collate_training([data[i] for i in range(2)])
 
 

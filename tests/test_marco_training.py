@@ -20,7 +20,7 @@ from corrbench.methods.marco.model import MARCOModel
 from corrbench.methods.marco.schedules import RELEASED_SIGMA
 from corrbench.methods.marco.training import PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
-from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
+from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.training import RESUME_KEYS, TrainingPlan, TrainOptions, train, trainer_for
 
 TINY = {"weights": "random", "checkpoint": "random", "backbone": "vits14", "adapter_blocks": (10, 12),
@@ -39,7 +39,8 @@ def make_trainer(settings: MARCOTrainingSettings | None = None, steps_per_epoch:
 @pytest.fixture(scope="module")
 def batch(synthetic_data_root):
     pairs = make_adapter(BENCHMARKS.get("synthetic"), resolve_data_root(synthetic_data_root)).pairs("trn").pairs
-    data = TrainingPairs(pairs[:3], TrainDataOptions(resolution=CANVAS), dataset="synthetic")
+    options = TrainDataOptions(resolution=CANVAS, resize=MARCOTrainer.auto_train_resize("synthetic"))
+    data = TrainingPairs(pairs[:3], options)
     return collate_training([data[i] for i in range(3)])
 
 
@@ -68,6 +69,15 @@ def authors_similarity(features: torch.Tensor, points: torch.Tensor, canvas: int
     descriptors = F.grid_sample(source, grid[:, :, None], mode="bilinear", padding_mode="border",
                                 align_corners=True)[..., 0].transpose(1, 2)
     return torch.bmm(descriptors, target.flatten(2)).unflatten(-1, (h, w))
+
+
+def test_auto_resize_pads_pf_pascal_and_ap10k_as_the_authors_loaders():
+    chosen = {d: MARCOTrainer.auto_train_resize(d) for d in ("spair", "spair-u", "mp100", "pf-pascal", "ap10k", "synthetic")}
+    assert chosen == {"spair": "stretch", "spair-u": "stretch", "mp100": "stretch", "pf-pascal": "pad", "ap10k": "pad",
+                      "synthetic": "stretch"}
+    assert all(recipe.train_resize == "auto" for recipe in PRESETS.values())
+    options = PRESETS["released"].data_options("pf-pascal", MARCOTrainer.auto_train_resize)
+    assert (options.resolution, options.resize, options.masks) == (630, "pad", "auto")
 
 
 def test_step_follows_the_released_losses_and_normalisation(batch):

@@ -1,42 +1,50 @@
-"""Training pairs as MARCO's trainer sees them: square images, scaled keypoints, object masks, batched.
+"""Training pairs as corrbench's engine gives them to every trainer: square canvases, scaled keypoints,
+object masks, batched.
 
-What one training item is (``TrainingPairs[i]``), following the authors' ``datasets/*.py`` and
-``datasets/data_utils.py:collate_fn_train``:
+These are corrbench's rules, the same for every method. They were written to reproduce MARCO's released data
+pipeline (visinf/MARCO ``datasets/*.py`` and ``datasets/data_utils.py:collate_fn_train``), the first method
+trained here; where another reference code does the same, it is named. What one training item is
+(``TrainingPairs[i]``):
 
 images
     Both images resized with PIL's bilinear filter (antialiased when shrinking, as torchvision's ``Resize``
     on a PIL image does) to the training canvas, then normalised with the ImageNet mean and std. Two resize
-    rules, picked per dataset as the authors do (``resize="auto"``):
+    rules (``RESIZE_RULES``):
 
-    ``stretch``  ``S x S``, aspect ratio changed (SPair-71k, SPair-U and MP-100 in the authors' code; also
-                 corrbench's synthetic benchmark, which uses the SPair layout);
+    ``stretch``  ``S x S``, aspect ratio changed;
     ``pad``      longest side to ``S`` (content ``round(W * S / max(W, H))`` x ``round(H * S / max(W, H))``),
                  then zero-padded at the bottom and right to ``S x S``; the padding is zero AFTER
-                 normalisation, as in the authors' ``pad_tensor_no_resize`` (PF-PASCAL and AP-10K).
+                 normalisation, as in MARCO's ``pad_tensor_no_resize``.
+
+    A recipe names one of them, or ``auto``: then the METHOD picks the rule per dataset, through its trainer's
+    ``auto_train_resize(dataset)`` (``TrainerBase``: ``stretch`` for every dataset; MARCO's trainer pads
+    PF-PASCAL and AP-10K as its authors do). ``resolve_resize`` applies that choice.
 
 keypoints
     Only the keypoints visible in both images (the rows SPair's pair files list; MARCO sets every listed
-    keypoint visible). A coordinate is scaled per axis by ``content / original`` (MARCO's ``scale`` rule,
-    ``x' = x * W'/W``, no half-pixel shift) and clamped to ``[1e-4, content - 1 - 1e-4]`` (the authors'
-    ``regularise_coordinates``). ``(2, P, 2)``: row 0 the source, row 1 the target.
+    keypoint visible). A coordinate is scaled per axis by ``content / original`` (``x' = x * W'/W``, no
+    half-pixel shift: MARCO's ``scale`` rule) and clamped to ``[1e-4, content - 1 - 1e-4]`` (MARCO's
+    ``regularise_coordinates(eps=1e-4)``; the unified benchmark clamps its training keypoints the same way,
+    Visual-AI/Semantic-Correspondence ``dataset/dataset.py``). ``(2, P, 2)``: row 0 the source, row 1 the target.
 
 masks
-    Where flow anchoring may look for matches (METHODS.md "Masks"). ``masks="auto"`` takes the dataset's
-    ground-truth segmentation when the adapter gives mask files (SPair-71k, the synthetic benchmark; only the
-    pair category's label value counts), else the tight box around the image's visible keypoints.
-    ``"segmentation"`` insists on the ground truth, ``"keypoint-box"`` always uses the box, and any other
-    value is a folder of SAM masks laid out as the authors' ``scripts/preprocess_masks_sam.py`` writes them:
+    Where a trainer may look for matches (METHODS.md "Masks"; MARCO's flow anchoring). ``masks="auto"`` takes
+    the dataset's ground-truth segmentation when the adapter gives mask files (SPair-71k, the synthetic
+    benchmark; only the pair category's label value counts), else the tight box around the image's visible
+    keypoints. ``"segmentation"`` insists on the ground truth, ``"keypoint-box"`` always uses the box, and any
+    other value is a folder of SAM masks laid out as MARCO's ``scripts/preprocess_masks_sam.py`` writes them:
     the image ``<dataset>/JPEGImages/<rel>/<name>.jpg`` has its mask at ``<folder>/<rel>/<name>_mask.png``
     (object where the 8-bit value is above 127). A segmentation or SAM mask is brought to the canvas by
-    nearest-neighbour resizing (``stretch``; the authors' ``F.interpolate(mode="nearest")``) or by PIL's
-    bilinear filter then a 0.5 threshold (``pad``; the authors' ``resize_longest_side`` + ``> 0.5``). A
+    nearest-neighbour resizing (``stretch``; MARCO's ``F.interpolate(mode="nearest")``) or by PIL's
+    bilinear filter then a 0.5 threshold (``pad``; MARCO's ``resize_longest_side`` + ``> 0.5``). A
     keypoint box is drawn directly on the canvas: every pixel whose centre lies in
     ``[floor(min), ceil(max)]`` of the scaled visible keypoints. Padding is never object.
 
 Batches (``collate_training``) pad keypoints with zeros to the largest count in the batch and mark real rows
-in ``visible``, as ``collate_fn_train`` does. The authors' trainer applies no data augmentation; neither
-does this pipeline. Randomness lives only in the order of pairs, which the engine's sampler draws from the
-run's seed and the epoch (``corrbench.training``).
+in ``visible``, as MARCO's ``collate_fn_train`` does. The pipeline applies no data augmentation (MARCO's
+released trainer applies none); a method whose reference code augments states that difference in its own
+docstring. Randomness lives only in the order of pairs, which ``EpochBatches`` draws from the run's seed and
+the epoch.
 
 Pairs with no keypoint visible in both images cannot supervise anything and are left out (counted in
 ``TrainingPairs.dropped``).
@@ -46,45 +54,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD
-from .datasets.images import load_mask
-from .errors import ConfigError, DataError
-from .types import Pair
+from ..backbones import IMAGENET_MEAN, IMAGENET_STD
+from ..datasets.images import load_mask
+from ..errors import ConfigError, DataError
+from ..types import Pair
 
-RESIZE_RULES = ("auto", "stretch", "pad")
+#: How an image is brought to the square training canvas (see the module docstring).
+RESIZE_RULES = ("stretch", "pad")
+#: The recipe value (``TrainingRecipe.train_resize``) that leaves the rule to the method, per dataset.
+AUTO_RESIZE = "auto"
 MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
-_CLAMP_EPS = 1e-4  # MARCO's regularise_coordinates(eps=1e-4)
-#: Datasets (BenchmarkSpec.dataset) that the authors train with longest side + padding; the rest stretch.
-PAD_DATASETS = frozenset({"pf-pascal", "ap10k"})
+#: Keypoints stay this far inside the content (MARCO's and the unified benchmark's clamp, module docstring).
+_KEYPOINT_CLAMP_EPS = 1e-4
 
 
-def resolve_resize(resize: str, dataset: str) -> str:
-    """``stretch`` or ``pad`` for a dataset adapter key (``auto`` follows the authors' per-dataset choice)."""
-    if resize not in RESIZE_RULES:
-        raise ConfigError(f"unknown training resize rule {resize!r}", hint=f"use one of {', '.join(RESIZE_RULES)}")
-    if resize != "auto":
+def resolve_resize(resize: str, dataset: str, auto_rule: Callable[[str], str]) -> str:
+    """The rule (``stretch`` or ``pad``) for training on ``dataset`` (a ``BenchmarkSpec.dataset`` key).
+
+    resize: the recipe's ``train_resize``: a rule, or ``auto`` for the method's per-dataset choice
+        ``auto_rule(dataset)`` (a trainer's ``auto_train_resize``).
+    """
+    choices = (AUTO_RESIZE, *RESIZE_RULES)
+    if resize not in choices:
+        raise ConfigError(f"unknown training resize rule {resize!r}", hint=f"use one of {', '.join(choices)}")
+    if resize != AUTO_RESIZE:
         return resize
-    return "pad" if dataset in PAD_DATASETS else "stretch"
+    rule = auto_rule(dataset)
+    if rule not in RESIZE_RULES:
+        raise ConfigError(f"{getattr(auto_rule, '__qualname__', auto_rule)} chose {rule!r} for dataset {dataset!r}",
+                          hint=f"auto_train_resize must return one of {', '.join(RESIZE_RULES)}")
+    return rule
 
 
 @dataclass(frozen=True)
 class TrainDataOptions:
-    """How training pairs are prepared (see the module docstring).
+    """How training pairs are prepared (see the module docstring); a recipe's ``data_options`` builds it.
 
-    resolution: side S of the square training canvas (MARCO: 630).
-    resize: ``stretch``, ``pad`` (longest side + bottom/right padding) or ``auto`` (per dataset).
+    resolution: side S of the square training canvas (the recipe's ``train_resolution``).
+    resize: ``stretch`` or ``pad`` (longest side + bottom/right padding): a recipe's ``auto`` is resolved to
+        one of them first (``resolve_resize``).
     masks: ``auto``, ``segmentation``, ``keypoint-box`` or a folder of SAM masks.
     mean, std: per-channel normalisation of RGB values in [0, 1].
     """
 
-    resolution: int = 630
-    resize: str = "auto"
+    resolution: int
+    resize: str
     masks: str = "auto"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -93,7 +113,8 @@ class TrainDataOptions:
         if int(self.resolution) < 2:
             raise ConfigError(f"training resolution must be at least 2 pixels, got {self.resolution}")
         if self.resize not in RESIZE_RULES:
-            raise ConfigError(f"unknown training resize rule {self.resize!r}", hint=f"use one of {', '.join(RESIZE_RULES)}")
+            raise ConfigError(f"unknown training resize rule {self.resize!r}",
+                              hint=f"use one of {', '.join(RESIZE_RULES)} (resolve_resize turns a recipe's auto into one)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,11 +173,11 @@ def canvas_geometry(size: tuple[int, int], resolution: int, resize: str) -> tupl
 
 
 def scale_keypoints(points: np.ndarray, size: tuple[int, int], content: tuple[int, int]) -> np.ndarray:
-    """Original pixels -> canvas pixels with MARCO's rule ``x * W'/W``, clamped to ``[1e-4, W'-1-1e-4]``."""
+    """Original pixels -> canvas pixels by ``x * W'/W``, clamped to ``[1e-4, W'-1-1e-4]`` (module docstring)."""
     (w, h), (cw, ch) = size, content
     out = np.asarray(points, dtype=np.float64) * np.array([cw / w, ch / h])
-    out[:, 0] = out[:, 0].clip(_CLAMP_EPS, cw - 1 - _CLAMP_EPS)
-    out[:, 1] = out[:, 1].clip(_CLAMP_EPS, ch - 1 - _CLAMP_EPS)
+    out[:, 0] = out[:, 0].clip(_KEYPOINT_CLAMP_EPS, cw - 1 - _KEYPOINT_CLAMP_EPS)
+    out[:, 1] = out[:, 1].clip(_KEYPOINT_CLAMP_EPS, ch - 1 - _KEYPOINT_CLAMP_EPS)
     return out
 
 
@@ -172,7 +193,7 @@ def keypoint_box_mask(points: np.ndarray, resolution: int) -> torch.Tensor:
 
 
 def sam_mask_path(image: Path, folder: Path) -> Path:
-    """Where the authors' SAM preprocessing puts the mask of ``image`` (see the module docstring)."""
+    """Where MARCO's SAM preprocessing script puts the mask of ``image`` (see the module docstring)."""
     parts = image.parts
     if "JPEGImages" in parts:
         rel = Path(*parts[len(parts) - parts[::-1].index("JPEGImages") :])
@@ -182,14 +203,11 @@ def sam_mask_path(image: Path, folder: Path) -> Path:
 
 
 class TrainingPairs(torch.utils.data.Dataset):
-    """The training items of a list of ``Pair`` records (see the module docstring for every rule).
+    """The training items of a list of ``Pair`` records (see the module docstring for every rule)."""
 
-    dataset: the benchmark's adapter key (``BenchmarkSpec.dataset``), for ``resize="auto"``.
-    """
-
-    def __init__(self, pairs: Sequence[Pair], options: TrainDataOptions, *, dataset: str = ""):
+    def __init__(self, pairs: Sequence[Pair], options: TrainDataOptions):
         self.options = options
-        self.resize = resolve_resize(options.resize, dataset)
+        self.resize = options.resize  # recorded in the run's train.json
         usable = [p for p in pairs if p.valid.any()]
         self.dropped = len(pairs) - len(usable)
         self.pairs = usable
@@ -332,7 +350,7 @@ class EpochBatches(torch.utils.data.Sampler):
 
     The permutation of epoch ``e`` is ``torch.randperm(n)`` from a generator seeded with ``seed + e`` (what
     ``DistributedSampler`` does); it is cut into global batches of ``batch_size`` (the last incomplete batch
-    is dropped, as the authors' ``BatchSampler(drop_last=True)``), and process ``rank`` of ``world_size``
+    is dropped, as MARCO's ``BatchSampler(drop_last=True)``), and process ``rank`` of ``world_size``
     takes every ``world_size``-th index of each global batch. So the union over processes of step ``k``'s
     batches is exactly the single-process batch ``k``, whatever the number of processes.
 
