@@ -63,6 +63,7 @@ from PIL import Image
 from ..backbones import IMAGENET_MEAN, IMAGENET_STD
 from ..datasets.images import load_mask
 from ..errors import ConfigError, DataError
+from ..protocol import clamp_inside  # the one clamp rule (CLAMP_EPS), shared with the scoring frames
 from ..types import Pair
 
 #: How an image is brought to the square training canvas (see the module docstring).
@@ -70,8 +71,6 @@ RESIZE_RULES = ("stretch", "pad")
 #: The recipe value (``TrainingRecipe.train_resize``) that leaves the rule to the method, per dataset.
 AUTO_RESIZE = "auto"
 MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
-#: Keypoints stay this far inside the content (MARCO's and the unified benchmark's clamp, module docstring).
-_KEYPOINT_CLAMP_EPS = 1e-4
 
 
 def resolve_resize(resize: str, dataset: str, auto_rule: Callable[[str], str]) -> str:
@@ -176,9 +175,7 @@ def scale_keypoints(points: np.ndarray, size: tuple[int, int], content: tuple[in
     """Original pixels -> canvas pixels by ``x * W'/W``, clamped to ``[1e-4, W'-1-1e-4]`` (module docstring)."""
     (w, h), (cw, ch) = size, content
     out = np.asarray(points, dtype=np.float64) * np.array([cw / w, ch / h])
-    out[:, 0] = out[:, 0].clip(_KEYPOINT_CLAMP_EPS, cw - 1 - _KEYPOINT_CLAMP_EPS)
-    out[:, 1] = out[:, 1].clip(_KEYPOINT_CLAMP_EPS, ch - 1 - _KEYPOINT_CLAMP_EPS)
-    return out
+    return clamp_inside(out, cw, ch)
 
 
 def keypoint_box_mask(points: np.ndarray, resolution: int) -> torch.Tensor:
