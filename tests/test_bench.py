@@ -241,7 +241,7 @@ def test_cli_warns_on_stderr_when_the_spread_is_wide(tmp_path, data_env, monkeyp
 
 def test_marco_gpu_script_rows_from_bench_records(synthetic_data_root, capsys):
     # The GPU script on the CPU with a tiny method: the same code path, one row per dtype.
-    from corrbench.benchmarks.perf import marco_gpu
+    from corrbench.perf import marco_gpu
 
     marco_gpu.main(["--method", "tiny-vit", "--set", "dim=16", "--resolution", "56", "--device", "cpu",
                     "--dtypes", "float32", "bfloat16", "--pairs", "2", "--batch-size", "2", "--iters", "1",

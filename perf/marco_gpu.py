@@ -1,7 +1,7 @@
 """MARCO (ViT-L/14 + adapters + head) at 840 px on a GPU: pairs per second in fp32 and bf16, cache cold and warm.
 
-    python -m corrbench.benchmarks.perf.marco_gpu                     # needs CUDA; random weights, no download
-    python -m corrbench.benchmarks.perf.marco_gpu --dtypes float32 bfloat16 float16 --batch-size 8
+    python -m corrbench.perf.marco_gpu                     # needs CUDA; random weights, no download
+    python -m corrbench.perf.marco_gpu --dtypes float32 bfloat16 float16 --batch-size 8
 
 Each dtype is one ``corrbench bench`` measurement (``corrbench.timing``) of the ``marco`` method with random
 weights (``weights=random``, ``checkpoint=random``: the released architecture, no download) on the
