@@ -204,7 +204,8 @@ class Registry(Generic[T]):
         entry = self._entries.get(key)
         if entry is None:
             hint = did_you_mean(name, list(self._entries) + list(self._aliases))
-            listing = f"`corrbench ls {self.kind}s` lists them" if self._listed else f"use one of {', '.join(self.names())}"
+            listing = (f"`corrbench ls {self.kind}s` lists them" if self._listed
+                       else f"use one of {', '.join(self.names())}")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}", hint=f"{hint} ({listing})" if hint else listing
             )

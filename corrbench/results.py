@@ -20,10 +20,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ResultsError
 from .files import json_identity_hash, write_json_atomic
+
+if TYPE_CHECKING:  # for the annotations only: `corrbench table` reads results without importing datasets
+    from .datasets import PairSet
+    from .protocol import BenchmarkSpec
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -89,11 +93,11 @@ class ResultRecord:
         return path
 
 
-def build_result(*, command: str, spec: Any, pairset: Any, scored: Any, method: dict[str, Any],
+def build_result(*, command: str, spec: BenchmarkSpec, pairset: PairSet, scored: PairSet, method: dict[str, Any],
                  summary: dict[str, Any], limit: int | None, timing: dict[str, Any], env: dict[str, Any],
                  keypoint_margin: float) -> ResultRecord:
-    """The result of scoring ``scored`` (a ``PairSet``: the pairs of ``pairset`` this run scored) on ``spec``
-    (a ``BenchmarkSpec``), with the accumulator's ``summary`` and the harness's ``timing`` and ``env``."""
+    """The result of scoring ``scored`` (the pairs of ``pairset`` this run scored) on ``spec``, with the
+    accumulator's ``summary`` and the harness's ``timing`` and ``env``."""
     return ResultRecord(
         command=command,
         created_at=utc_timestamp(),
@@ -108,7 +112,7 @@ def build_result(*, command: str, spec: Any, pairset: Any, scored: Any, method: 
     )
 
 
-def _counts(pairset: Any, scored: dict[str, Any], limit: int | None) -> dict[str, Any]:
+def _counts(pairset: PairSet, scored: dict[str, Any], limit: int | None) -> dict[str, Any]:
     """Pairs listed, scored and skipped (by reason: skipped while reading ``pairset`` and while scoring)."""
     skipped = Counter(s.reason for s in pairset.skipped)
     skipped.update(scored["skipped"])
