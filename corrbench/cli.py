@@ -126,9 +126,10 @@ def bench_command(method, settings, preset, resolution, batch_size, dtype, devic
     """Time a method: parameters, per-stage times (min / median / max), pairs per second and peak memory."""
     import json
 
-    from .bench import BenchOptions, bench, default_output, format_history, format_table, history
     from .config import parse_assignments
     from .files import write_json_atomic
+    from .timing import BenchOptions, bench
+    from .timing_records import default_output, format_history, format_table, history
 
     record = bench(BenchOptions(
         method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,

@@ -146,7 +146,7 @@ class FeatureMatcher(Matcher):
 
     @abc.abstractmethod
     def build_localizer(self) -> Localizer:
-        """The localiser this method uses (see ``corrbench.matching.build_localizer``)."""
+        """The localiser this method uses (see ``corrbench.localizers.build_localizer``)."""
 
     @property
     def normalize_features(self) -> bool:

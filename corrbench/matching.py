@@ -2,7 +2,8 @@
 
 Localisers turn a similarity map ``(B, N, h, w)`` into continuous CELL coordinates ``(B, N, 2)`` as
 ``(x, y)``, where cell ``j`` has coordinate ``j``; ``corrbench.geometry.cells_to_pixels`` maps them to pixels.
-Each localiser exists as a function and as a small ``torch.nn.Module`` twin that carries its settings.
+Each localiser exists as a function and as a small ``torch.nn.Module`` twin that carries its settings; the twins
+are registered by name in ``corrbench.localizers`` (a method's ``localizer`` option names one).
 
 Temperatures follow the reference codes: softmax(scores / temperature). GeoAware-SC's window soft-argmax
 uses 0.02 on cosine similarities; MARCO's Gaussian-suppressed soft-argmax uses 10 on raw dot products
@@ -213,20 +214,3 @@ class GaussianSoftArgmax(Localizer):
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         return gaussian_soft_argmax(scores, self.sigma, self.temperature)
-
-
-LOCALIZERS: dict[str, type[Localizer]] = {
-    "argmax": Argmax,
-    "window-soft-argmax": WindowSoftArgmax,
-    "gaussian-soft-argmax": GaussianSoftArgmax,
-}
-
-
-def build_localizer(name: str, **settings) -> Localizer:
-    """A localiser by name (``argmax``, ``window-soft-argmax``, ``gaussian-soft-argmax``)."""
-    if name not in LOCALIZERS:
-        raise ConfigError(f"unknown localizer {name!r}", hint=f"use one of {', '.join(LOCALIZERS)}")
-    try:
-        return LOCALIZERS[name](**settings)
-    except TypeError as exc:
-        raise ConfigError(f"bad settings for localizer {name!r}: {exc}") from None

@@ -19,7 +19,7 @@ from corrbench.files import (
     write_text_atomic,
 )
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import build_localizer
+from corrbench.localizers import build_localizer
 from corrbench.results import run_directory
 
 # An identity with the features that canonical JSON must settle: key order, nesting, None, floats, non-ASCII.

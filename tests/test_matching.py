@@ -1,10 +1,13 @@
 import pytest
 import torch
 
-from corrbench.errors import ConfigError
+from corrbench.errors import ConfigError, UnknownNameError
+from corrbench.localizers import LOCALIZERS, build_localizer
 from corrbench.matching import (
+    Argmax,
+    GaussianSoftArgmax,
+    WindowSoftArgmax,
     argmax_cells,
-    build_localizer,
     gaussian_soft_argmax,
     mutual_nearest_neighbours,
     nearest_neighbours,
@@ -90,6 +93,19 @@ def test_localizer_modules_and_errors():
         build_localizer("argmax", radius=3)
     with pytest.raises(ValueError):
         argmax_cells(torch.zeros(3, 3))
+
+
+def test_localizers_are_named_in_the_one_registry_with_did_you_mean():
+    assert [(name, LOCALIZERS.get(name)) for name in ("argmax", "window-soft-argmax", "gaussian-soft-argmax")] == [
+        ("argmax", Argmax), ("window-soft-argmax", WindowSoftArgmax), ("gaussian-soft-argmax", GaussianSoftArgmax)]
+    assert LOCALIZERS.names() == ["argmax", "gaussian-soft-argmax", "window-soft-argmax"]
+    with pytest.raises(UnknownNameError) as info:
+        build_localizer("window-softargmax")
+    # no `corrbench ls localizers` exists, so the hint names every localiser instead of pointing there
+    assert info.value.message == "unknown localizer 'window-softargmax'"
+    assert info.value.hint.startswith("did you mean 'window-soft-argmax'")
+    assert info.value.hint.endswith("? (use one of argmax, gaussian-soft-argmax, window-soft-argmax)")
+    assert build_localizer("window-soft-argmax", radius=2, temperature=0.5).radius == 2
 
 
 def test_nearest_neighbours_top_scores_and_first_row_on_column_ties_across_chunks():

@@ -19,7 +19,8 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, pixels_to_cells
-from corrbench.matching import build_localizer, sample_descriptors, similarity_maps
+from corrbench.localizers import build_localizer
+from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.registry import BENCHMARKS, METHODS
 from corrbench.train.data import (
     EpochBatches,

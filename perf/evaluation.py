@@ -1,8 +1,8 @@
 """Full evaluation: corrbench's harness vs a naive loop that re-extracts both images of every pair.
 
-    python -m corrbench.benchmarks.perf.evaluation                       # dinov2-vits14, random weights, 840 px
-    python -m corrbench.benchmarks.perf.evaluation --method dinov2-vitb14 --limit 20
-    python -m corrbench.benchmarks.perf.evaluation --method marco --set weights=random --set checkpoint=random \\
+    python -m corrbench.perf.evaluation                       # dinov2-vits14, random weights, 840 px
+    python -m corrbench.perf.evaluation --method dinov2-vitb14 --limit 20
+    python -m corrbench.perf.evaluation --method marco --set weights=random --set checkpoint=random \\
         --device cuda --dtype bfloat16
 
 Both evaluate the same pairs of a benchmark (``synthetic``'s 60 test pairs by default, generated offline)
@@ -95,7 +95,7 @@ def main() -> None:
     harness = outcome.result["metrics"]["pck"]
     cache = outcome.result["timing"].get("feature_cache", {})
 
-    print("Full evaluation, corrbench's harness vs a naive per-pair loop (corrbench.benchmarks.perf.evaluation)")
+    print("Full evaluation, corrbench's harness vs a naive per-pair loop (corrbench.perf.evaluation)")
     print(f"  torch {torch.__version__}, {torch.get_num_threads()} threads, {device} ({device_name(device)})")
     print(f"  {args.method} {options} ({sum(p.numel() for p in matcher.parameters()):,} parameters), "
           f"{len(pairs)} {args.benchmark} pairs over {images} distinct images")

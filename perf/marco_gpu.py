@@ -1,9 +1,9 @@
 """MARCO (ViT-L/14 + adapters + head) at 840 px on a GPU: pairs per second in fp32 and bf16, cache cold and warm.
 
-    python -m corrbench.benchmarks.perf.marco_gpu                     # needs CUDA; random weights, no download
-    python -m corrbench.benchmarks.perf.marco_gpu --dtypes float32 bfloat16 float16 --batch-size 8
+    python -m corrbench.perf.marco_gpu                     # needs CUDA; random weights, no download
+    python -m corrbench.perf.marco_gpu --dtypes float32 bfloat16 float16 --batch-size 8
 
-Each dtype is one ``corrbench bench`` measurement (``corrbench.bench``) of the ``marco`` method with random
+Each dtype is one ``corrbench bench`` measurement (``corrbench.timing``) of the ``marco`` method with random
 weights (``weights=random``, ``checkpoint=random``: the released architecture, no download) on the
 ``synthetic`` benchmark's pairs: ``no cache`` re-extracts the images of every batch (the MARCO paper's FPS
 protocol with ``--batch-size 1``), ``cold`` starts from an empty feature cache (a first ``corrbench run``),
@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from corrbench.bench import WIDE_SPREAD, BenchOptions, bench
 from corrbench.config import parse_assignments
+from corrbench.timing import BenchOptions, bench
+from corrbench.timing_records import WIDE_SPREAD
 
 RANDOM_MARCO = ("weights=random", "checkpoint=random")
 

@@ -1,4 +1,4 @@
-"""The straightforward implementation of flow-anchored mining that ``benchmarks/perf/mining.py`` measures against.
+"""The straightforward implementation of flow-anchored mining that ``perf/mining.py`` measures against.
 
 Same chain and same result as ``corrbench.methods.marco.flow_anchoring.mine_matches`` (its default
 ``FlowAnchoringConfig``), written the way the reference code and a first implementation do it:

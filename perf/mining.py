@@ -1,7 +1,7 @@
 """Flow-anchored mining: milliseconds per pair, corrbench's vectorised chain vs the straightforward loops.
 
-    python -m corrbench.benchmarks.perf.mining                  # 630 px, 180 x 180 grid, 1024 channels
-    python -m corrbench.benchmarks.perf.mining --repeats 3 --device cuda
+    python -m corrbench.perf.mining                  # 630 px, 180 x 180 grid, 1024 channels
+    python -m corrbench.perf.mining --repeats 3 --device cuda
 
 The input is ``mining_pair.make_mining_pair`` at MARCO's training scale (630 px canvas, 180 x 180 teacher
 cells, 1024 channels; an object covering 30 % of the image). Both chains run the released mining steps with
@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from corrbench.benchmarks.perf.mining_loops import loop_mine_matches
-from corrbench.benchmarks.perf.mining_pair import make_mining_pair
+from corrbench.perf.mining_loops import loop_mine_matches
+from corrbench.perf.mining_pair import make_mining_pair
 from corrbench.environment import device_name
 from corrbench.runtime import synchronize
 from corrbench.methods.marco.flow_anchoring import mine_matches
@@ -72,7 +72,7 @@ def main() -> None:
     slow_totals, slow_steps, _ = timed(
         lambda r: loop_mine_matches(features, masks, keypoints, seed=r), args.repeats, torch.device("cpu"))
 
-    print("Flow-anchored mining per pair (corrbench.benchmarks.perf.mining)")
+    print("Flow-anchored mining per pair (corrbench.perf.mining)")
     print(f"  torch {torch.__version__}, {torch.get_num_threads()} threads; corrbench's chain on {device} "
           f"({device_name(device)}), the loop chain on the CPU")
     print(f"  input: {args.image} px canvas, {args.grid} x {args.grid} cells x {args.channels} channels; "

@@ -7,9 +7,9 @@ types seen in training) and ``synthetic-unseen`` (four other keypoint types per 
 with corrbench's own protocol (``Protocol.score``, PCK per image, bbox threshold), and prints the time per
 training step split into data, student forward, teacher forward, mining, losses, backward and optimiser.
 
-    python -m corrbench.benchmarks.marco_synthetic            # about 1.5 minutes on 2 CPU cores
-    python -m corrbench.benchmarks.marco_synthetic --epochs 1 --max-steps 5 --score-limit 12   # a quick look
-    python -m corrbench.benchmarks.marco_synthetic --images-per-category 60 --train-pairs 160 --test-pairs 24 \
+    python -m corrbench.experiments.marco_synthetic            # about 1.5 minutes on 2 CPU cores
+    python -m corrbench.experiments.marco_synthetic --epochs 1 --max-steps 5 --score-limit 12   # a quick look
+    python -m corrbench.experiments.marco_synthetic --images-per-category 60 --train-pairs 160 --test-pairs 24 \
         --epochs 6 --adapter-blocks 0,12                     # ten times the data, 1,200 steps: about 19 minutes
 
 ``--images-per-category`` trains and scores on a larger dataset from the same generator (seed 0), registered
@@ -208,7 +208,7 @@ def describe(args: argparse.Namespace, data: dict) -> list[str]:
     if args.max_steps:
         steps += f", at most {args.max_steps} steps"
     return [
-        "MARCO on the synthetic benchmark, CPU (corrbench.benchmarks.marco_synthetic)",
+        "MARCO on the synthetic benchmark, CPU (corrbench.experiments.marco_synthetic)",
         f"  torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}",
         f"  model: DINOv2 ViT-S/14 {backbone}, frozen; adapters in blocks {start}..{stop - 1} of 0..11 "
         f"(bottleneck 0.5 x 384 = 192, scale 0.1); 2-stage 4x head; canvas {args.resolution} px (stretch) for "
