@@ -1,4 +1,4 @@
-"""One generic Registry for methods and benchmarks.
+"""One generic Registry for methods, benchmarks and dataset adapters (``corrbench.datasets.DATASETS``).
 
 A name resolves, in this order, to:
 1. something registered in this process with the decorator (``@register_method("name")``);
@@ -114,15 +114,18 @@ def is_file_reference(name: str) -> bool:
 class Registry(Generic[T]):
     """Maps names (and aliases) to objects of one kind.
 
-    kind: "method" or "benchmark", used in messages.
+    kind: "method", "benchmark" or "dataset adapter", used in messages.
     group: the entry-point group scanned for lazy registrations.
     check: validates a resolved object (e.g. "is a Matcher subclass") and raises ConfigError if not.
     """
 
-    def __init__(self, kind: str, group: str, check: Callable[[str, Any], None] | None = None):
+    def __init__(self, kind: str, group: str, check: Callable[[str, Any], None] | None = None, *,
+                 hint_lists_names: bool = False):
         self.kind = kind
         self.group = group
         self._check = check
+        # an unknown name's hint names the known ones (for kinds no `corrbench ls` lists), else points to ls
+        self._hint_lists_names = hint_lists_names
         self._entries: dict[str, _Entry] = {}
         self._aliases: dict[str, str] = {}
         self._entry_points_loaded = False
@@ -198,7 +201,8 @@ class Registry(Generic[T]):
         entry = self._entries.get(key)
         if entry is None:
             hint = did_you_mean(name, list(self._entries) + list(self._aliases))
-            listing = f"`corrbench ls {self.kind}s` lists them"
+            listing = (f"known {self.kind}s: {', '.join(sorted(self._entries))}" if self._hint_lists_names
+                       else f"`corrbench ls {self.kind}s` lists them")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}", hint=f"{hint} ({listing})" if hint else listing
             )

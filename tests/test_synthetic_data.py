@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corrbench.datasets import synthetic
-from corrbench.datasets.synthetic import CATEGORIES, GENERATOR_VERSION, category_keypoints, generate_synthetic
+from corrbench.datasets.synthetic import render as synthetic
+from corrbench.datasets.synthetic.render import CATEGORIES, GENERATOR_VERSION, category_keypoints, generate_synthetic
 from corrbench.errors import ConfigError, DataError
 
 SPLITS = ("trn", "val", "test")
@@ -460,7 +460,7 @@ def test_default_dataset(tmp_path):
 
 
 def test_the_adapter_generates_with_its_options_and_refuses_a_dataset_made_with_others(tmp_path):
-    from corrbench.datasets.synthetic_adapter import SyntheticDataset
+    from corrbench.datasets.synthetic.adapter import SyntheticDataset
 
     root = tmp_path / "corrbench-synthetic"
     SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)

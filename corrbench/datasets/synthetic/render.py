@@ -62,10 +62,13 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..errors import ConfigError, DataError
-from ..files import replacing_directory
+from ...errors import ConfigError, DataError
+from ...files import replacing_directory
 
-__all__ = ["GENERATOR_VERSION", "CATEGORIES", "category_keypoints", "check_generation_arguments", "generate_synthetic"]
+__all__ = [
+    "GENERATOR_VERSION", "CATEGORIES", "MANIFEST_NAME", "category_keypoints", "check_generation_arguments",
+    "generate_synthetic",
+]
 
 GENERATOR_VERSION: int = 1  # bump whenever the output bytes for a given seed and arguments would change
 
