@@ -481,3 +481,17 @@ def test_the_adapter_generates_with_its_options_and_refuses_a_dataset_made_with_
         SyntheticDataset(root, seed=3, images_per_category=8, pairs_per_category={"trn": 10}).prepare(progress=False)
     with pytest.raises(ConfigError, match="images_per_category must be an integer >= 6"):
         SyntheticDataset(root, seed=3, images_per_category=2)
+
+
+def test_an_unreadable_manifest_is_a_data_error_naming_the_file(tmp_path):
+    from corrbench.datasets.synthetic.adapter import SyntheticDataset
+
+    root = tmp_path / "corrbench-synthetic"
+    SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
+    (root / "synthetic_manifest.json").write_bytes(b'{"seed": 3,')  # cut short, as by a full disk
+    with pytest.raises(DataError, match=r"synthetic_manifest\.json: not valid JSON \(") as caught:
+        SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
+    assert "delete" in caught.value.hint
+    (root / "synthetic_manifest.json").write_text("[3]")
+    with pytest.raises(DataError, match="expected a JSON object, found list"):
+        SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
