@@ -8,7 +8,8 @@ from typing import Any
 from ...errors import DataError
 from ...files import UnreadableJSON, read_json
 from ..spair import SPairLayout
-from .render import CATEGORIES, GENERATOR_VERSION, MANIFEST_NAME, check_generation_arguments, generate_synthetic
+from .generate import generate_synthetic
+from .layout import CATEGORIES, GENERATOR_VERSION, MANIFEST_NAME, check_generation_arguments
 
 
 class SyntheticDataset(SPairLayout):
