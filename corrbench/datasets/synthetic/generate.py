@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,91 +140,44 @@ def generate_synthetic(root: Path, *, seed: int = 0, images_per_category: int = 
     return manifest
 
 
-def _generate_into(tmp: Path, seed: int, n_images: int, pairs_wanted: dict[str, int], progress: bool) -> dict:
-    files: dict[str, bytes] = {}
+class _Writer:
+    """Writes the files into the staging folder and keeps their bytes for the manifest's checksum."""
 
-    def write(rel: str, data: bytes) -> None:
-        path = tmp / rel
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, bytes] = {}
+
+    def __call__(self, rel: str, data: bytes) -> None:
+        path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        files[rel] = data
+        self.files[rel] = data
 
-    sizes = _split_sizes(n_images)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def sha256(self) -> str:
+        """SHA-256 over every written file in sorted relative-path order, as ``path NUL size NUL bytes``."""
+        digest = hashlib.sha256()
+        for rel in sorted(self.files):
+            data = self.files[rel]
+            digest.update(rel.encode("utf-8") + b"\0" + str(len(data)).encode("ascii") + b"\0")
+            digest.update(data)
+        return digest.hexdigest()
 
-        bar = tqdm(total=n_images * len(CATEGORIES), desc="synthetic images", unit="img")
 
-    instances: dict[str, list[Instance]] = {}
-    names: dict[str, list[str]] = {}
-    manifest_images: dict[str, dict] = {}
-    split_images: dict[str, dict[str, list[str]]] = {sp: {} for sp in SPLITS}
-    for ci, cat in enumerate(CATEGORIES):
-        instances[cat], names[cat] = [], []
-        bounds = {"trn": (0, sizes["trn"]), "val": (sizes["trn"], sizes["trn"] + sizes["val"]),
-                  "test": (sizes["trn"] + sizes["val"], n_images)}
-        for ii in range(n_images):
-            rng = np.random.default_rng([seed, _IMAGE_STREAM, ci, ii])
-            inst = render_instance(rng, cat, ci + 1)
-            name = f"{cat}_{ii + 1:04d}"
-            split = next(sp for sp, (a, b) in bounds.items() if a <= ii < b)
-            instances[cat].append(inst)
-            names[cat].append(name)
-            split_images[split].setdefault(cat, []).append(name)
-            write(f"JPEGImages/{cat}/{name}.jpg", _encode(inst.image, "JPEG"))
-            write(f"Segmentation/{cat}/{name}.png", _encode(inst.seg, "PNG"))
-            write(f"ImageAnnotation/{cat}/{name}.json", _dumps(_image_json(name, cat, inst, inst.kps)))
-            if split == "test":
-                write(f"ExtraImageAnnotation/{cat}/{name}.json", _dumps(_image_json(name, cat, inst, inst.unseen)))
-            manifest_images[name] = {
-                "category": cat, "split": split, "mirrored": inst.mirrored, "rotation_deg": inst.rotation,
-                "object_size": inst.object_size, "truncated": inst.truncated, "occluded": inst.occluded,
-            }
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+@dataclass
+class _Images:
+    """The drawn images: per category, the instances and names in index order; per split and category, the
+    names; per name, the manifest's record."""
 
-    pair_counts, extra_count = {}, 0
-    for si, split in enumerate(SPLITS):
-        stems: list[str] = []
-        for ci, cat in enumerate(CATEGORIES):
-            idx = [names[cat].index(n) for n in split_images[split].get(cat, [])]
-            candidates = [(a, b) for a in idx for b in idx if a != b]
-            order = np.random.default_rng([seed, _PAIR_STREAM, si, ci]).permutation(len(candidates))
-            taken = 0
-            for k in order:
-                if taken >= pairs_wanted[split]:
-                    break
-                a, b = candidates[int(k)]
-                A, B = instances[cat][a], instances[cat][b]
-                ids = _mutual(A.kps, B.kps)
-                if len(ids) < MIN_PAIR_KEYPOINTS:
-                    continue
-                taken += 1
-                pid = len(stems) + 1
-                src, trg = names[cat][a], names[cat][b]
-                stem = f"{pid:06d}-{src}-{trg}:{cat}"
-                stems.append(stem)
-                write(f"PairAnnotation/{split}/{stem}.json",
-                      _dumps(_pair_json(pid, cat, src, trg, A, B, ids, A.kps, B.kps)))
-                if split == "test":
-                    uids = _mutual(A.unseen, B.unseen)
-                    if uids:
-                        extra_count += 1
-                        write(f"ExtraPairAnnotation/test/{stem}.json",
-                              _dumps(_pair_json(pid, cat, src, trg, A, B, uids, A.unseen, B.unseen)))
-        pair_counts[split] = len(stems)
-        layout = "".join(f"{s}\n" for s in stems).encode("utf-8")
-        write(f"Layout/large/{split}.txt", layout)
-        write(f"Layout/small/{split}.txt", layout)
+    instances: dict[str, list[Instance]] = field(default_factory=dict)
+    names: dict[str, list[str]] = field(default_factory=dict)
+    by_split: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {sp: {} for sp in SPLITS})
+    records: dict[str, dict] = field(default_factory=dict)
 
-    digest = hashlib.sha256()
-    for rel in sorted(files):
-        data = files[rel]
-        digest.update(rel.encode("utf-8") + b"\0" + str(len(data)).encode("ascii") + b"\0")
-        digest.update(data)
+
+def _generate_into(tmp: Path, seed: int, n_images: int, pairs_wanted: dict[str, int], progress: bool) -> dict:
+    write = _Writer(tmp)
+    images = _write_images(write, seed, n_images, progress)
+    pair_counts, extra_count = _write_pairs(write, images, seed, pairs_wanted)
     manifest = {
         "name": "synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -236,16 +190,100 @@ def _generate_into(tmp: Path, seed: int, n_images: int, pairs_wanted: dict[str, 
             cat: {"id": ci + 1, "keypoints": list(KEYPOINTS[cat][0]), "unseen": list(KEYPOINTS[cat][1])}
             for ci, cat in enumerate(CATEGORIES)
         },
-        "splits": {sp: {cat: list(split_images[sp].get(cat, [])) for cat in CATEGORIES} for sp in SPLITS},
-        "images": manifest_images,
+        "splits": {sp: {cat: list(images.by_split[sp].get(cat, [])) for cat in CATEGORIES} for sp in SPLITS},
+        "images": images.records,
         "counts": {
             "images": n_images * len(CATEGORIES),
             "pairs": pair_counts,
             "pairs_requested": {sp: pairs_wanted[sp] * len(CATEGORIES) for sp in SPLITS},
             "extra_pairs": extra_count,
-            "files": len(files),
+            "files": len(write.files),
         },
-        "sha256": digest.hexdigest(),
+        "sha256": write.sha256(),
     }
     write(MANIFEST_NAME, json.dumps(manifest, sort_keys=False, indent=1).encode("utf-8") + b"\n")
     return manifest
+
+
+def _write_images(write: _Writer, seed: int, n_images: int, progress: bool) -> _Images:
+    """Draw every category's images (each from its own random stream) and write their files."""
+    sizes = _split_sizes(n_images)
+    bounds = {"trn": (0, sizes["trn"]), "val": (sizes["trn"], sizes["trn"] + sizes["val"]),
+              "test": (sizes["trn"] + sizes["val"], n_images)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_images * len(CATEGORIES), desc="synthetic images", unit="img")
+    images = _Images()
+    for ci, cat in enumerate(CATEGORIES):
+        images.instances[cat], images.names[cat] = [], []
+        for ii in range(n_images):
+            inst = render_instance(np.random.default_rng([seed, _IMAGE_STREAM, ci, ii]), cat, ci + 1)
+            name = f"{cat}_{ii + 1:04d}"
+            split = next(sp for sp, (a, b) in bounds.items() if a <= ii < b)
+            images.instances[cat].append(inst)
+            images.names[cat].append(name)
+            images.by_split[split].setdefault(cat, []).append(name)
+            write(f"JPEGImages/{cat}/{name}.jpg", _encode(inst.image, "JPEG"))
+            write(f"Segmentation/{cat}/{name}.png", _encode(inst.seg, "PNG"))
+            write(f"ImageAnnotation/{cat}/{name}.json", _dumps(_image_json(name, cat, inst, inst.kps)))
+            if split == "test":
+                write(f"ExtraImageAnnotation/{cat}/{name}.json", _dumps(_image_json(name, cat, inst, inst.unseen)))
+            images.records[name] = {
+                "category": cat, "split": split, "mirrored": inst.mirrored, "rotation_deg": inst.rotation,
+                "object_size": inst.object_size, "truncated": inst.truncated, "occluded": inst.occluded,
+            }
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return images
+
+
+def _write_pairs(write: _Writer, images: _Images, seed: int, pairs_wanted: dict[str, int]) -> tuple[dict, int]:
+    """Each split's pair files and layout lists; returns the pairs per split and the number of extra pairs."""
+    pair_counts, extra_count = {}, 0
+    for si, split in enumerate(SPLITS):
+        stems: list[str] = []
+        for ci, cat in enumerate(CATEGORIES):
+            extra_count += _write_category_pairs(write, images, cat, split, stems,
+                                                 np.random.default_rng([seed, _PAIR_STREAM, si, ci]),
+                                                 pairs_wanted[split])
+        pair_counts[split] = len(stems)
+        layout = "".join(f"{s}\n" for s in stems).encode("utf-8")
+        write(f"Layout/large/{split}.txt", layout)
+        write(f"Layout/small/{split}.txt", layout)
+    return pair_counts, extra_count
+
+
+def _write_category_pairs(write: _Writer, images: _Images, cat: str, split: str, stems: list[str],
+                          rng: np.random.Generator, wanted: int) -> int:
+    """Up to ``wanted`` pairs of one category and split, in a seeded order, each with at least
+    ``MIN_PAIR_KEYPOINTS`` seen keypoints visible in both; appends their stems. Returns the extra pairs written."""
+    names, instances = images.names[cat], images.instances[cat]
+    idx = [names.index(n) for n in images.by_split[split].get(cat, [])]
+    candidates = [(a, b) for a in idx for b in idx if a != b]
+    order = rng.permutation(len(candidates))
+    taken = extra = 0
+    for k in order:
+        if taken >= wanted:
+            break
+        a, b = candidates[int(k)]
+        A, B = instances[a], instances[b]
+        ids = _mutual(A.kps, B.kps)
+        if len(ids) < MIN_PAIR_KEYPOINTS:
+            continue
+        taken += 1
+        pid = len(stems) + 1
+        src, trg = names[a], names[b]
+        stem = f"{pid:06d}-{src}-{trg}:{cat}"
+        stems.append(stem)
+        write(f"PairAnnotation/{split}/{stem}.json", _dumps(_pair_json(pid, cat, src, trg, A, B, ids, A.kps, B.kps)))
+        if split == "test":
+            uids = _mutual(A.unseen, B.unseen)
+            if uids:
+                extra += 1
+                write(f"ExtraPairAnnotation/test/{stem}.json",
+                      _dumps(_pair_json(pid, cat, src, trg, A, B, uids, A.unseen, B.unseen)))
+    return extra

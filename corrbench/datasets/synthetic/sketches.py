@@ -383,7 +383,8 @@ def _build_biped(rng: np.random.Generator) -> Sketch:
     trou = pick(rng, [_hsv(0.6, 0.6, 0.45), _hsv(0.6, 0.3, 0.2), _hsv(0.11, 0.35, 0.6), _hsv(0, 0, 0.35),
                        _random_colour(rng)])
     sk.materials["trousers"] = _mat(rng, pick(rng, ["solid", "noise"]), trou, period=0.05)
-    sk.materials["shoe"] = _mat(rng, "solid", _hsv(uniform(rng, 0, 1), uniform(rng, 0, 0.5), uniform(rng, 0.05, 0.5)), grain=0.05)
+    shoe = _hsv(uniform(rng, 0, 1), uniform(rng, 0, 0.5), uniform(rng, 0.05, 0.5))
+    sk.materials["shoe"] = _mat(rng, "solid", shoe, grain=0.05)
     hair = pick(rng, [_hsv(0.08, 0.6, 0.15), _hsv(0.08, 0.7, 0.4), _hsv(0.12, 0.6, 0.85), _hsv(0, 0, 0.6),
                        _hsv(0.04, 0.8, 0.6)])
     sk.materials["hair"] = _mat(rng, "noise", hair, period=0.03)
