@@ -32,6 +32,7 @@ from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
 
 ALPHAS = ["0.01", "0.05", "0.1", "0.15", "0.2"]
+PUBLISHED_CROWD_LIST = ap10k_layout.CROWD_LIST_SOURCE  # before any fixture points it at a local server
 SETTINGS = {"ap10k-intra-species": "test", "ap10k-cross-species": "test_cross_species",
             "ap10k-cross-family": "test_cross_family"}
 
@@ -657,3 +658,23 @@ def test_shifted_truth_scores_what_the_box_sizes_say(built, tmp_path, name):
     pck = result["metrics"]["pck"]
     assert [pck["image"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_image, 100.0, 100.0], abs=1e-9)
     assert [pck["point"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_point, 100.0, 100.0], abs=1e-9)
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, JPEGs left out (Pillow's encoder made the fixture's)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix != ".jpg":
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_build_is_byte_identical_to_the_builds_made_before(tmp_path, monkeypatch):
+    # The digest of this build as the builder wrote it before issue 12 moved it into datasets/ap10k/ (measured on
+    # that code): pair files, image annotations, split lists and manifest ("builder" included) must not change.
+    # The manifest records the published list's sha256: the real one here, not the module fixture's stand-in.
+    monkeypatch.setattr(ap10k_layout, "CROWD_LIST_SOURCE", PUBLISHED_CROWD_LIST)
+    fake_ap10k.write_raw(tmp_path / "raw")
+    build_ap10k(tmp_path / "raw", tmp_path / "AP-10K", progress=False, crowd_rule="derived",
+                rules=fake_ap10k.SMALL_RULES)
+    assert _tree_digest(tmp_path / "AP-10K") == "cccce68c8c7c8917e81c019dc48aa151ffdb4f0d9be3d292b60d27aad93a035d"
