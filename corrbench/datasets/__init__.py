@@ -24,7 +24,7 @@ def _check_adapter(name: str, obj: Any) -> None:
         raise ConfigError(f"dataset adapter {name!r} resolves to {obj!r}, which is not a DatasetAdapter subclass")
 
 
-DATASETS: Registry = Registry("dataset adapter", "corrbench.datasets", _check_adapter, hint_lists_names=True)
+DATASETS: Registry = Registry("dataset adapter", "corrbench.datasets", _check_adapter, listed=False)
 # Lazy "module:Class" targets: an adapter's module (and its dependencies) loads only when a benchmark uses it.
 for _name, _target in {
     "spair": "corrbench.datasets.spair:SPairLayout",
