@@ -216,7 +216,7 @@ class BenchmarkSpec:
 
     name, version: bump ``version`` whenever a change could move a number. A benchmark under a named protocol
         (``corrbench.protocols``) is called ``<base>-<protocol>`` and keeps the base's version.
-    dataset: the adapter that reads the data (a key of ``corrbench.datasets.ADAPTERS``).
+    dataset: the adapter that reads the data (a name in ``corrbench.datasets.DATASETS``).
     data_dir: the dataset's folder under the data root.
     split / subset: which pairs (``subset`` is an adapter-defined restriction, or None for all).
     adapter_options: adapter settings that decide the pairs (annotation folders, visibility rule, ...).

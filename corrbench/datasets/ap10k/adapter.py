@@ -1,7 +1,8 @@
 """Reader of AP-10K correspondence pair folders (Zhang et al. 2024, GeoAware-SC's benchmark on AP-10K).
 
-Reads the folder ``corrbench build-ap10k`` writes (``corrbench.datasets.ap10k_build``), and equally the folders
-GeoAware-SC's ``prepare_ap10k.ipynb`` and MARCO's ``scripts/preprocess_ap10k.py`` write (same layout):
+Reads the folder ``corrbench build-ap10k`` writes (``corrbench.datasets.ap10k.build``), and equally the folders
+GeoAware-SC's ``prepare_ap10k.ipynb`` and MARCO's ``scripts/preprocess_ap10k.py`` write (same layout, names in
+``layout.py``):
 
     ImageAnnotation/<family>/<species>/<id>.json     an image's COCO annotation merged with its image record:
                                                      keypoints (17 x [x, y, v]), bbox [x, y, w, h], width,
@@ -57,44 +58,43 @@ the result keeps as ``benchmark.data.warning``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..metrics import SKIP_NO_VALID
-from ..types import Pair
-from .ap10k_build import (
+from ...errors import ConfigError, DataError
+from ...files import UnreadableJSON, read_json
+from ...metrics import SKIP_NO_VALID
+from ...types import Pair
+from ..base import DatasetAdapter, PairSet, SkippedPair
+from ..download import DatasetSource
+from .layout import (
     BUILT_FOLDER,
-    CROSS_FAMILY_SUFFIX,
-    CROSS_SPECIES_SUFFIX,
     CROWD_LIST_SOURCE,
     CROWD_LIST_URL,
     DRIVE_ID,
     IMAGE_DIR,
+    IMAGE_FIELDS,
     JPEG_DIR,
     KEYPOINT_NAMES,
     MANIFEST,
     NUM_KEYPOINTS,
     PAIR_DIR,
+    PAIR_PATH_FIELDS,
     RAW_ANNOTATION_FILES,
     RAW_FOLDER,
+    SETTINGS,
+    SPLITS,
     TRAINING_EXCLUDED_SPECIES,
     crowd_rule_of,
     crowd_warning,
 )
-from .base import DatasetAdapter, PairSet, SkippedPair
-from .download import DatasetSource
 
 log = logging.getLogger(__name__)
 
-SETTINGS = {"intra-species": "", "cross-species": CROSS_SPECIES_SUFFIX, "cross-family": CROSS_FAMILY_SUFFIX}
-SPLITS = {"intra-species": ("trn", "val", "test"), "cross-species": ("val", "test"), "cross-family": ("val", "test")}
 VISIBILITY_RULES = ("v>0", "v==2")
-_IMAGE_FIELDS = ("keypoints", "bbox", "width", "height")
 
 RAW_SOURCE = DatasetSource(
     name="AP-10K (raw download, built into the benchmark by `corrbench build-ap10k`)",
@@ -178,8 +178,8 @@ class AP10K(DatasetAdapter):
         """How the folder was built (for ``benchmark.data``), from its manifest; warns when the crowd images
         are not GeoAware-SC's published list."""
         try:
-            manifest = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            manifest = read_json(self.root / MANIFEST)
+        except UnreadableJSON:
             manifest = None  # a folder written by GeoAware-SC's or MARCO's script has none
         if not isinstance(manifest, dict):
             manifest = None
@@ -204,17 +204,17 @@ class AP10K(DatasetAdapter):
             self.skip(skipped, stem, "malformed pair file", path, "the name must be <src>-<trg>:<category>.json")
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = read_json(path)
+        except UnreadableJSON as exc:
             self.skip(skipped, stem, "malformed pair file", path, f"not valid JSON ({exc})")
             return None
         ends, files = {}, {}
-        for end in ("src", "trg"):
-            value = data.get(f"{end}_json_path") if isinstance(data, dict) else None
+        for end, field in PAIR_PATH_FIELDS.items():
+            value = data.get(field) if isinstance(data, dict) else None
             json_path = self._resolve(value)
             if json_path is None:
                 self.skip(skipped, stem, "malformed pair file", path,
-                          f"{end}_json_path must be a path containing {IMAGE_DIR}/, got {value!r:.120}")
+                          f"{field} must be a path containing {IMAGE_DIR}/, got {value!r:.120}")
                 return None
             record = images.get(json_path)
             if record is None:
@@ -259,13 +259,13 @@ class AP10K(DatasetAdapter):
     def _read_image(self, json_path: Path) -> dict[str, Any] | tuple[str, Path, str]:
         """The parts of an image annotation a Pair needs, or (reason, file, detail) when it cannot be used."""
         try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return "missing image annotation", json_path, "the file does not exist"
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = read_json(json_path)
+        except UnreadableJSON as exc:
+            if exc.missing:
+                return "missing image annotation", json_path, "the file does not exist"
             return "malformed image annotation", json_path, f"not valid JSON ({exc})"
-        if not isinstance(data, dict) or any(key not in data for key in _IMAGE_FIELDS):
-            missing = [k for k in _IMAGE_FIELDS if not isinstance(data, dict) or k not in data]
+        if not isinstance(data, dict) or any(key not in data for key in IMAGE_FIELDS):
+            missing = [k for k in IMAGE_FIELDS if not isinstance(data, dict) or k not in data]
             return "malformed image annotation", json_path, f"missing field(s) {', '.join(missing)}"
         try:
             keypoints = np.asarray(data["keypoints"], dtype=np.float64)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from .spair import SPairLayout
-
-MANIFEST = "synthetic_manifest.json"
+from ...errors import DataError
+from ...files import UnreadableJSON, read_json
+from ..spair import SPairLayout
+from .generate import generate_synthetic
+from .layout import CATEGORIES, GENERATOR_VERSION, MANIFEST_NAME, check_generation_arguments
 
 
 class SyntheticDataset(SPairLayout):
@@ -25,8 +25,6 @@ class SyntheticDataset(SPairLayout):
 
     def __init__(self, root: Path, *, seed: int = 0, images_per_category: int = 12,
                  pairs_per_category: dict[str, int] | None = None, **options: Any):
-        from .synthetic import CATEGORIES, check_generation_arguments
-
         super().__init__(root, **options)
         self.seed = seed
         self.images_per_category = images_per_category
@@ -36,22 +34,31 @@ class SyntheticDataset(SPairLayout):
         self.segmentation_labels = {name: i + 1 for i, name in enumerate(CATEGORIES)}
 
     def is_available(self) -> bool:
-        return (self.root / MANIFEST).is_file()
+        return (self.root / MANIFEST_NAME).is_file()
 
     def prepare(self, progress: bool = True, download: bool = True) -> None:
         """Generate the dataset when it is missing (it is made here, never downloaded)."""
-        from .synthetic import GENERATOR_VERSION, generate_synthetic
-
         if not self.is_available():
             if self.root.exists() and any(self.root.iterdir()):
                 raise DataError(
-                    f"{self.root} exists but holds no {MANIFEST}: not a complete synthetic dataset",
+                    f"{self.root} exists but holds no {MANIFEST_NAME}: not a complete synthetic dataset",
                     hint=f"delete {self.root} and run again to regenerate it",
                 )
             generate_synthetic(self.root, seed=self.seed, images_per_category=self.images_per_category,
                                pairs_per_category=self.pairs_per_category, progress=progress)
             return
-        manifest = json.loads((self.root / MANIFEST).read_bytes())
+        self._check_manifest()
+
+    def _check_manifest(self) -> None:
+        """Refuse a folder generated with other arguments (or whose manifest is unreadable)."""
+        try:
+            manifest = read_json(self.root / MANIFEST_NAME)
+        except UnreadableJSON as exc:
+            raise DataError(f"{self.root / MANIFEST_NAME}: not valid JSON ({exc})",
+                            hint=f"delete {self.root} and run again to regenerate it") from None
+        if not isinstance(manifest, dict):
+            raise DataError(f"{self.root / MANIFEST_NAME}: expected a JSON object, found {type(manifest).__name__}",
+                            hint=f"delete {self.root} and run again to regenerate it")
         wanted = {
             "generator_version": GENERATOR_VERSION,
             "seed": self.seed,
@@ -67,6 +74,6 @@ class SyntheticDataset(SPairLayout):
         if different:
             listed = "; ".join(f"{key} {found.get(key)!r} (needs {wanted[key]!r})" for key in different)
             raise DataError(
-                f"{self.root / MANIFEST} records other generation arguments than this benchmark's: {listed}",
+                f"{self.root / MANIFEST_NAME} records other generation arguments than this benchmark's: {listed}",
                 hint=f"delete {self.root} and run again to regenerate it",
             )

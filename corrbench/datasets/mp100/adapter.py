@@ -1,11 +1,11 @@
 """MP-100 as MARCO's generalisation benchmark: reads the installed pair lists and MP-100's COCO annotations.
 
 The lists (``<data root>/MP-100/pairs/pairs_<domain>.json``) come from ``corrbench build-mp100``: MARCO's
-released lists (``--official``) or lists rebuilt with the paper's curation (see ``mp100_build``, which also
-holds the domains, categories and annotation reader this adapter uses). Each entry names two images of one
-category, relative to ``MP-100/images/``; their keypoints and boxes come from MP-100's ``mp100_split*_test.json``
-files in ``MP-100/annotations/``. MARCO's arrangement (``mp100_all/{annotations,mp100,pairs}``) is read too
-(``mp100_build.locate_mp100``); the arrangement read is returned with the pairs (``PairSet.notes``: ``layout``,
+released lists (``--official``, ``release.py``) or lists rebuilt with the paper's curation (``build.py``); the
+domains, categories and file names come from ``layout.py``, the annotation index from ``annotations.py``.
+Each entry names two images of one category, relative to ``MP-100/images/``; their keypoints and boxes come
+from MP-100's ``mp100_split*_test.json`` files in ``MP-100/annotations/``. MARCO's arrangement (``mp100_all/{annotations,mp100,pairs}``) is read too
+(``layout.locate_mp100``); the arrangement read is returned with the pairs (``PairSet.notes``: ``layout``,
 ``folder``) and so recorded in the result.
 
 Keypoints are matched BY INDEX, a deliberate difference from MARCO's loader. An MP-100 category has a fixed
@@ -23,7 +23,7 @@ annotation id). Coordinates are used as annotated, as every reference loader doe
 that target object's box: COCO ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``, so ``T = max(w, h)``
 (MARCO takes the largest box side over every instance of the image, the same for single-object images).
 
-Options: ``domain`` (a key of ``mp100_build.DOMAINS``: human_face, clothing, animal_body_unseen,
+Options: ``domain`` (a key of ``layout.DOMAINS``: human_face, clothing, animal_body_unseen,
 animal_face, furniture) and ``pairs``: ``"official"`` (MARCO's release; what the mp100-* benchmarks use),
 ``"rebuilt"``, or None (whatever is installed). The kind read is part of every pair id
 (``<kind>:<episode>:<src_file>:<trg_file>``), so results of the two kinds never share a pair fingerprint,
@@ -42,11 +42,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..types import Pair
-from .base import DatasetAdapter, PairSet, SkippedPair
-from .download import DatasetSource
-from .mp100_build import (
+from ...errors import ConfigError, DataError
+from ...types import Pair
+from ..base import DatasetAdapter, PairSet, SkippedPair
+from ..download import DatasetSource
+from .annotations import AnnotationIndex, Instance, check_category_names, load_annotations
+from .layout import (
     ANNOTATIONS_DIR,
     ANNOTATIONS_URL,
     CATEGORIES,
@@ -55,20 +56,16 @@ from .mp100_build import (
     IMAGES_DIR,
     KINDS,
     OFFICIAL_PAIR_LISTS,
-    AnnotationIndex,
     Folders,
-    Instance,
     PairEntry,
     annotation_test_files,
-    check_category_names,
     check_domain,
     decode_pair_list,
-    install_official_lists,
     list_kind,
-    load_annotations,
     locate_mp100,
     parse_entry,
 )
+from .release import install_official_lists
 
 MP100_ANNOTATIONS = DatasetSource(
     name="MP-100 annotation files",
@@ -116,7 +113,7 @@ class MP100(DatasetAdapter):
 
     @property
     def folders(self) -> Folders:
-        """corrbench's ``MP-100/`` or MARCO's ``mp100_all/`` (see ``mp100_build.locate_mp100``)."""
+        """corrbench's ``MP-100/`` or MARCO's ``mp100_all/`` (see ``layout.locate_mp100``)."""
         return locate_mp100(self.data_root)
 
     @property
@@ -147,7 +144,12 @@ class MP100(DatasetAdapter):
 
     def prepare(self, progress: bool = True, download: bool = True) -> None:
         """Install MARCO's lists when none are installed (from an earlier download, or downloading them);
-        refuse lists of the other kind instead of overwriting them."""
+        refuse lists of the other kind instead of overwriting them.
+
+        Installing the release is the one call this reader makes into the writers' code
+        (``release.install_official_lists``, what ``corrbench build-mp100 --official`` runs): it is a checked
+        download, so a first ``corrbench run`` of an mp100-* benchmark gets the paper's pairs as any other
+        benchmark gets its data. Rebuilt lists are never made here: they need ``corrbench build-mp100``."""
         if self.is_available():
             return
         kind = self.installed_kind()
