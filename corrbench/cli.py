@@ -255,7 +255,7 @@ def match_command(method, src, trg, points, points_file, settings, weights, chec
 
     from .config import parse_assignments
     from .errors import ConfigError
-    from .match_pair import build_matcher, match_points, parse_points, read_points_file
+    from .match_images import build_matcher, match_points, parse_points, read_points_file
 
     if (points is None) == (points_file is None):
         raise ConfigError("give exactly one of --points and --points-file")

@@ -26,7 +26,7 @@ from .errors import ConfigError, ResultsError
 from .files import json_identity_hash, write_json_atomic, write_jsonl_atomic
 from .matcher import Matcher
 from .metrics import PCKAccumulator
-from .precision import autocast, check_dtype
+from .dtypes import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec
 from .protocols import apply_protocol

@@ -1,9 +1,9 @@
 """Localisers by name: what a method's ``localizer`` option can say, and ``build_localizer`` to make one.
 
 The names live in the one ``Registry`` (so a misspelt name gets a did-you-mean); the localisers themselves, as
-functions and module twins, are in ``corrbench.matching``. This module sits beside ``matching`` rather than in
-it because the registry's method check imports ``matcher``, which imports ``matching``: a registry kept in
-``matching`` would close an import circle.
+functions and module twins, are in ``corrbench.similarity``. This module sits beside ``similarity`` rather than in
+it because the registry's method check imports ``matcher``, which imports ``similarity``: a registry kept in
+``similarity`` would close an import circle.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
-from .matching import Argmax, GaussianSoftArgmax, Localizer, WindowSoftArgmax
+from .similarity import Argmax, GaussianSoftArgmax, Localizer, WindowSoftArgmax
 from .registry import Registry
 
 
 def _check_localizer(name: str, obj: Any) -> None:
     if not (isinstance(obj, type) and issubclass(obj, Localizer)):
-        raise ConfigError(f"localizer {name!r} resolves to {obj!r}, which is not a corrbench.matching.Localizer")
+        raise ConfigError(f"localizer {name!r} resolves to {obj!r}, which is not a corrbench.similarity.Localizer")
 
 
 #: No entry-point group: a method's ``localizer`` choices are fixed when its class is defined, so a plug-in that

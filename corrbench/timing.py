@@ -20,7 +20,7 @@ What is measured (``bench(BenchOptions)``):
 
 Images are loaded from the benchmark (``synthetic`` by default, generated offline) into memory and moved to
 the device before any timing, so the figures exclude disk and JPEG decoding; every timed call is
-CUDA-synchronised. ``dtype`` runs the model under autocast (``corrbench.precision``), ``compile`` wraps the
+CUDA-synchronised. ``dtype`` runs the model under autocast (``corrbench.dtypes``), ``compile`` wraps the
 extraction (or, without features, ``match``) in ``torch.compile``.
 
 The record (``corrbench.timing_records.BenchRecord``) keeps each stage's and cache state's ``spread``
@@ -53,7 +53,7 @@ from .errors import ConfigError
 from .evaluate import method_name
 from .feature_cache import FeatureCache
 from .matcher import FeatureMatcher, Matcher
-from .precision import autocast, check_dtype
+from .dtypes import autocast, check_dtype
 from .registry import BENCHMARKS, METHODS
 from .results import utc_timestamp
 from .runtime import resolve_device, seed_everything, synchronize

@@ -671,7 +671,7 @@ def validate(matcher: nn.Module, pairs: Sequence[Any], spec: Any, device: torch.
     from tqdm.auto import tqdm
 
     from .batching import batch_loader
-    from .precision import autocast
+    from .dtypes import autocast
     from .feature_cache import FeatureCache
     from .metrics import PCKAccumulator
 
@@ -735,7 +735,7 @@ class _Run:
         from .data_root import resolve_data_root
         from .datasets import make_adapter
         from .evaluate import method_name
-        from .precision import check_dtype
+        from .dtypes import check_dtype
         from .registry import BENCHMARKS, METHODS
         from .train.data import TrainingPairs
 
@@ -845,7 +845,7 @@ def train(opts: TrainOptions) -> TrainOutcome:
     from tqdm.auto import tqdm
 
     from .runtime import seed_everything, synchronize
-    from .precision import LossScaling, autocast
+    from .dtypes import LossScaling, autocast
     from .train.data import EpochBatches, collate_training
 
     run = _Run(opts)

@@ -53,7 +53,7 @@ from corrbench.config import option, redefault
 from corrbench.errors import ConfigError
 from corrbench.files import file_sha256
 from corrbench.geometry import pixels_to_cells
-from corrbench.matching import sample_descriptors, similarity_maps
+from corrbench.similarity import sample_descriptors, similarity_maps
 from corrbench.train.losses import UNIFIED_SIGMA, UNIFIED_TEMPERATURE, UNIFIED_WINDOW, gaussian_smoothed_ce
 from corrbench.training import StageTimer, StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.types import FeatureMap

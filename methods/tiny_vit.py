@@ -18,7 +18,7 @@ from corrbench.config import Rule, option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
 from corrbench.localizers import LOCALIZERS, build_localizer
-from corrbench.matching import Localizer
+from corrbench.similarity import Localizer
 from corrbench.types import FeatureMap
 
 

@@ -20,7 +20,7 @@ from corrbench.datasets import make_adapter
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, pixels_to_cells
 from corrbench.localizers import build_localizer
-from corrbench.matching import sample_descriptors, similarity_maps
+from corrbench.similarity import sample_descriptors, similarity_maps
 from corrbench.registry import BENCHMARKS, METHODS
 from corrbench.train.data import (
     EpochBatches,

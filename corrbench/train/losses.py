@@ -57,7 +57,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..geometry import Size, cell_centres
-from ..matching import sample_descriptors
+from ..similarity import sample_descriptors
 
 UNIFIED_TEMPERATURE = 0.03
 UNIFIED_WINDOW = 7

@@ -5,7 +5,7 @@ ground truth (paper Sec. 3.3, Algorithm 1; released code ``engine.mine_dense_mat
 
 1. ``mutual_matches``: mutual nearest neighbours between the source and target cells inside the object
    masks, cosine similarity on L2-normalised features, streamed in row chunks (the ``N x M`` similarity
-   matrix never exists at once; ONE pass of ``corrbench.matching.nearest_neighbours`` yields the row top-2
+   matrix never exists at once; ONE pass of ``corrbench.similarity.nearest_neighbours`` yields the row top-2
    and the running column maximum, where the released code makes two passes), plus the released "ratio
    test" (see below).
 2. ``add_keypoint_seeds`` + ``piecewise_affine_flow``: GT keypoint pairs that fall inside both masks join
@@ -111,7 +111,7 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay, QhullError
 
 from corrbench.geometry import Size, cell_centres, pixels_to_cells
-from corrbench.matching import nearest_neighbours
+from corrbench.similarity import nearest_neighbours
 
 from .matcher import CELL_RULE, similarity_at_points
 
@@ -214,7 +214,7 @@ def mutual_matches(
 ) -> MutualMatches:
     """Mutual nearest neighbours of ``(N, C)`` and ``(M, C)`` descriptors under cosine similarity.
 
-    One pass of ``corrbench.matching.nearest_neighbours`` over chunks of ``chunk_size`` source rows gives the
+    One pass of ``corrbench.similarity.nearest_neighbours`` over chunks of ``chunk_size`` source rows gives the
     rows' best two target similarities and each target column's best source (the first row wins ties, as a
     full argmax would). The ratio test is applied on the row side (see the module docstring for the released
     rule); when fewer than ``min_matches`` pairs pass it, the plain mutual pairs are returned.

@@ -1,4 +1,4 @@
-"""Matching primitives: descriptor sampling, similarity maps, localisers, mutual nearest neighbours.
+"""Similarity primitives: descriptor sampling, similarity maps, localising a map to a point, nearest neighbours.
 
 Localisers turn a similarity map ``(B, N, h, w)`` into continuous CELL coordinates ``(B, N, 2)`` as
 ``(x, y)``, where cell ``j`` has coordinate ``j``; ``corrbench.geometry.cells_to_pixels`` maps them to pixels.

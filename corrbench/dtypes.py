@@ -1,4 +1,4 @@
-"""Numeric precision: the dtypes corrbench runs in, autocast, and fp16 loss scaling (one home for all three).
+"""Dtypes: the numeric precisions corrbench runs in, autocast, and fp16 loss scaling (one home for all three).
 
 Evaluation (``corrbench run``), timing (``corrbench bench``) and training (``corrbench train``) name a dtype by
 its string; ``float32`` runs without autocast, ``bfloat16`` and ``float16`` run the forward passes under

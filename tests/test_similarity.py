@@ -3,7 +3,7 @@ import torch
 
 from corrbench.errors import ConfigError, UnknownNameError
 from corrbench.localizers import LOCALIZERS, build_localizer
-from corrbench.matching import (
+from corrbench.similarity import (
     Argmax,
     GaussianSoftArgmax,
     WindowSoftArgmax,

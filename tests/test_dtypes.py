@@ -1,4 +1,4 @@
-"""Autocast and fp16 loss scaling (``corrbench.precision``), on the CPU."""
+"""Autocast and fp16 loss scaling (``corrbench.dtypes``), on the CPU."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from corrbench.errors import ConfigError
-from corrbench.precision import LossScaling, autocast, check_dtype
+from corrbench.dtypes import LossScaling, autocast, check_dtype
 
 
 def test_unknown_dtype_names_the_choices():
