@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,6 +11,7 @@ import torch
 from .batching import collate_pairs
 from .datasets.images import load_image
 from .errors import ConfigError
+from .files import UnreadableJSON, read_json
 from .runtime import seed_everything
 from .matcher import Matcher
 from .registry import METHODS
@@ -37,8 +37,8 @@ def parse_points(text: str) -> np.ndarray:
 def read_points_file(path: Path) -> np.ndarray:
     """A JSON file holding ``[[x, y], ...]`` or ``{"points": [[x, y], ...]}``."""
     try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except UnreadableJSON as exc:
         raise ConfigError(f"cannot read points file {path}: {exc}") from None
     if isinstance(data, dict):
         data = data.get("points")

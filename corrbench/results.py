@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ResultsError
-from .files import json_identity_hash, write_json_atomic
+from .files import UnreadableJSON, json_identity_hash, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # for the annotations only: `corrbench table` reads results without importing datasets
     from .datasets import PairSet
@@ -139,8 +138,8 @@ def run_directory(out: Path, benchmark: str, method: str, identity: dict[str, An
 def load_result(path: Path) -> dict[str, Any]:
     """Read and check one result file: its record as JSON (what ``corrbench table`` reads), with ``_path``."""
     try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, json.JSONDecodeError) as exc:
+        data = read_json(path)
+    except UnreadableJSON as exc:
         raise ResultsError(f"cannot read result {path}: {exc}") from None
     return {**ResultRecord.from_json(data, path).to_json(), "_path": str(path)}
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import ResultsError
+from .files import UnreadableJSON, read_json
 from .results import safe_name
 
 #: The layout ``BenchRecord`` writes. Records from before it had a version (one ``<configuration>.json`` per
@@ -123,8 +123,8 @@ def history(folder: Path) -> list[dict[str, Any]]:
     records = []
     for path in paths:
         try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            data = read_json(path)
+        except UnreadableJSON as exc:
             raise ResultsError(f"bench record {path} is unreadable: {exc}",
                                hint="move it out of the folder (or delete it) and run again") from None
         if isinstance(data, dict):

@@ -9,7 +9,7 @@ import pytest
 
 from corrbench.errors import ResultsError
 from corrbench.evaluate import RunOptions, run
-from corrbench.results import RESULT_FILE, ResultRecord, load_result
+from corrbench.results import RESULT_FILE, ResultRecord, find_results, load_result
 
 # Written by `corrbench run -m oracle -b synthetic --limit 20 -q` at commit 9d849ea, when evaluate.run still
 # assembled the result as a dict of its own: the layout (field order included) every later writer must keep.
@@ -55,3 +55,15 @@ def test_load_result_names_the_file_and_what_is_wrong(tmp_path):
     with pytest.raises(ResultsError, match="lacking.json lacks field\\(s\\) env, metrics"):
         load_result(lacking)
     assert load_result(EARLIER) == {**data, "_path": str(EARLIER)}
+
+
+def test_a_result_file_that_is_not_text_is_reported_as_unreadable(tmp_path):
+    # Bytes that are not UTF-8 made json raise UnicodeDecodeError, which the reader did not catch: `corrbench
+    # table` stopped with a traceback instead of listing the file among the unreadable ones.
+    broken = tmp_path / "b" / "m" / "run" / RESULT_FILE
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b'{"schema_version": 1, "method": "\xff\xfe"}')
+    with pytest.raises(ResultsError, match=f"cannot read result {broken}"):
+        load_result(broken)
+    results, problems = find_results(tmp_path)
+    assert results == [] and len(problems) == 1 and str(broken) in problems[0]
