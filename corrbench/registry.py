@@ -1,4 +1,5 @@
-"""One generic Registry for methods, benchmarks and localisers (``corrbench.localizers``).
+"""One generic Registry for methods, benchmarks, dataset adapters (``corrbench.datasets.DATASETS``) and localisers
+(``corrbench.localizers``); trainers are found through their method (``trainer`` attribute).
 
 A name resolves, in this order, to:
 1. something registered in this process with the decorator (``@register_method("name")``);
