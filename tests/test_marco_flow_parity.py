@@ -15,12 +15,22 @@ What is compared, and the tolerances (absolute unless said otherwise):
 - the released sigma schedule and the EMA momentum ramp: 1e-12;
 - the flow-anchoring loss on int32 mined targets (their truncation of the targets included), relative 1e-9;
   gradient 1e-6;
-- mining on a crafted 64 px pair (16 x 16 grid, two motions, one GT pair annotated off the flow): grid masks,
-  cluster labels, the kept clusters and the collected matches exactly; the grid flow 1e-4 cells (float32
-  least squares per triangle there, closed-form float64 here); the valid pixels and 8-bit colours exactly;
+- mining on a crafted 64 px pair (16 x 16 grid, four motions, a hole in the features that a GT seed fills, a
+  GT pair annotated off the flow, so 4 of 7 clusters are kept): grid masks, cluster labels, the kept clusters
+  and the collected matches exactly; the grid flow 1e-4 cells (float32 least squares per triangle there,
+  closed-form float64 here); the valid pixels and 8-bit colours exactly;
 - the released ratio test where it decides (a mutual match dropped; the fallback to plain mutual matches):
   the resulting grid flow, 1e-4 cells;
-- k-means + BIC merging on 90 colour points (few enough that BIC merges): labels exactly.
+- k-means + BIC merging on 90 colour points (few enough that BIC merges): labels exactly;
+- the anchoring rule on a crafted two-cluster flow where its 10 px radius and its ``>= 50%`` decide: the kept
+  clusters exactly.
+
+On the machine that wrote the file: grid flows differ by at most 1.5e-6 cells, the coarse-to-fine CE by 3e-8
+relative, its gradient by 5e-10, the flow-anchoring loss by 2e-16 relative; everything compared exactly is equal.
+Each test was checked to fail when the corrbench function it covers is perturbed (ratio test, fallback, mask
+resampling, keypoint seeds, flow, upsampling, colour scale, k-means seed and tolerance, BIC penalty, anchoring
+radius and threshold, target-mask check, CE epsilon / window / border rule, sigma and momentum schedules, loss
+target truncation and temperature).
 
 Not compared: the engine's final ``np.random.choice`` of 300 matches (corrbench draws with a seeded torch
 generator on purpose; ``mine_matches`` is run here with more samples than matches, so nothing is dropped).
@@ -149,3 +159,11 @@ def test_kmeans_and_bic_merging_equal_the_authors(golden):
     labels = cluster_flow(CASES.marco_colour_points(), k_init=7, k_min=3)
     assert labels.tolist() == golden["bic_labels"].tolist()
     assert 3 <= len(set(labels.tolist())) < 7  # BIC merged some of k-means' clusters
+
+
+def test_anchoring_radius_and_threshold_equal_the_authors(golden):
+    case = CASES.marco_anchoring_case()
+    keep, fraction = anchored_clusters(case["flow"], case["valid"], case["labels"], case["keypoints"][0],
+                                       case["keypoints"][1])
+    assert torch.nonzero(keep).flatten().tolist() == golden["anchor_kept"].tolist() == [0, 1]
+    assert fraction.tolist() == [0.5, 2 / 3]  # the left cluster is kept on the threshold itself

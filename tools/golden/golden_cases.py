@@ -62,20 +62,20 @@ def dinov2_outputs(model: torch.nn.Module, release: str) -> dict[str, np.ndarray
 
 #: Canvas side (pixels) and teacher grid side (cells) of the crafted flow pair: 4 pixels per cell.
 FLOW_CANVAS, FLOW_GRID, FLOW_CHANNELS = 64, 16, 16
-#: The two motions of the crafted pair, in cells: source cells left of column 8 move by the first, the rest by
-#: the second (two flow colours the clustering separates, triangles spanning both give a blend between them).
-FLOW_MOTIONS = ((2, 1), (-2, 2))
-
-
+#: The motions of the crafted pair, in cells: source cells left of column 8 move by ``(-2, 1)``; the others
+#: right and down, by ``(1, 2)``, ``(2, 2)`` or ``(3, 2)`` in bands of 2 columns (several flow colours for the
+#: clustering, graded magnitudes so that the colour scale, the 95th percentile, matters; triangles spanning
+#: bands blend them; the two halves move apart, so no two source cells land on the same target cell).
 def _motion_of(x: torch.Tensor) -> torch.Tensor:
-    """``(..., 2)`` motion in cells of source cell column ``x`` (see ``FLOW_MOTIONS``)."""
-    left, right = (torch.tensor(m, dtype=torch.float32) for m in FLOW_MOTIONS)
-    return torch.where((x < FLOW_GRID // 2)[..., None], left, right)
+    """``(..., 2)`` motion in cells of source cell column ``x`` (integer-valued)."""
+    half = FLOW_GRID // 2
+    right_dx = 1.0 + torch.div(x - half, 2, rounding_mode="floor").clamp(min=0).to(torch.float32)
+    return torch.stack((torch.where(x < half, -2.0, right_dx), torch.where(x < half, 1.0, 2.0)), dim=-1)
 
 
 def marco_flow_pair(seed: int = 31) -> dict[str, torch.Tensor]:
     """One training pair for the mining chain: smooth teacher features ``(2, C, 16, 16)`` whose target map is
-    the source map moved by ``FLOW_MOTIONS`` (+ noise; background cells random), canvas masks ``(2, 64, 64)``
+    the source map moved by ``_motion_of`` (+ noise; background cells random), canvas masks ``(2, 64, 64)``
     (an ellipse and its moved pixels) and 2 GT keypoint pairs ``(2, 2, 2)`` in canvas pixels."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randn(1, FLOW_CHANNELS, 5, 5, generator=g)
@@ -85,6 +85,7 @@ def marco_flow_pair(seed: int = 31) -> dict[str, torch.Tensor]:
     ys, xs = torch.meshgrid(torch.arange(FLOW_GRID), torch.arange(FLOW_GRID), indexing="ij")
     moved = torch.stack((xs, ys), dim=-1) + _motion_of(xs).long()
     inside = ((moved >= 0) & (moved < FLOW_GRID)).all(dim=-1)
+    inside[6:9, 9:12] = False  # a hole: these cells keep random targets, so the GT pair inside it seeds the flow
     noise = 0.05 * torch.randn(FLOW_CHANNELS, FLOW_GRID, FLOW_GRID, generator=g)
     target[:, moved[..., 1][inside], moved[..., 0][inside]] = (source + noise)[:, ys[inside], xs[inside]]
 
@@ -96,11 +97,12 @@ def marco_flow_pair(seed: int = 31) -> dict[str, torch.Tensor]:
     step = _motion_of(torch.div(px, scale, rounding_mode="floor")) * scale
     dest = (torch.stack((px, py), dim=-1) + step).long().clamp(0, side - 1)
     trg_mask[dest[..., 1][src_mask], dest[..., 0][src_mask]] = True
-    # two GT pairs: the first follows the motion, the second is annotated 14 px left and down of where the flow
-    # takes it, so the clusters around it fail the anchoring (5 of the 7 clusters are kept)
-    kp_src = torch.tensor([[16.0, 24.0], [36.0, 28.0]])
+    # two GT pairs: the first, in the hole of the features, follows the motion up to annotation noise
+    # (1.3, -0.7) px, so as a seed it shapes the flow there; the second is annotated 20 px below
+    # where the flow takes it, so the clusters around it fail the anchoring
+    kp_src = torch.tensor([[41.0, 29.0], [20.0, 30.0]])
     kp_trg = kp_src + _motion_of(torch.div(kp_src[:, 0], scale, rounding_mode="floor")) * scale
-    kp_trg[1] += torch.tensor([-14.0, 14.0])
+    kp_trg += torch.tensor([[1.3, -0.7], [0.0, 20.0]])
     return {"features": torch.stack((source, target)), "masks": torch.stack((src_mask, trg_mask)),
             "keypoints": torch.stack((kp_src, kp_trg))}
 
@@ -139,13 +141,32 @@ def marco_ratio_pair(case: str, seed: int = 7) -> dict[str, torch.Tensor]:
     return {"features": torch.stack((source, target)).float(), "masks": masks}
 
 
-def marco_colour_points(seed: int = 5) -> torch.Tensor:
-    """``(90, 3)`` 8-bit colours in [0, 1] from three blobs, few enough points that BIC merges k-means' 7
-    clusters (the merge penalty ``2.5 log N`` beats the likelihood of splitting a blob of ~30 points)."""
+def marco_colour_points(seed: int = 19) -> torch.Tensor:
+    """``(90, 3)`` 8-bit colours in [0, 1] from three tight blobs: few enough points that BIC merges some of
+    k-means' 7 clusters (6 remain), and close enough to the merge threshold that a penalty of ``(D + 1)/2`` or
+    ``(D + 3)/2`` per ``log N`` instead of ``(D + 2)/2`` would merge fewer or more."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.tensor([[0.8, 0.2, 0.1], [0.1, 0.7, 0.3], [0.3, 0.3, 0.9]])
-    points = centres.repeat_interleave(30, dim=0) + 0.06 * torch.randn(90, 3, generator=g)
+    points = centres.repeat_interleave(30, dim=0) + 0.04 * torch.randn(90, 3, generator=g)
     return torch.floor(points.clamp(0, 1) * 255) / 255
+
+
+def marco_anchoring_case() -> dict[str, torch.Tensor]:
+    """A 40 x 40 flow of two clusters (left half of a square moves by (3, 0), right half by (0, 3)) and three GT
+    pairs placed so that the 10 px radius and the ``>=`` of the 50% rule decide: the left cluster counts its own
+    keypoint (right target) and one 6 px outside it annotated far off (1 of 2, kept on the threshold); the right
+    cluster counts that far-off one (its own) and two 8 and 9 px outside it with the right targets (2 of 3; with a
+    5 px radius it would count 0 of 1 and be dropped)."""
+    flow = torch.zeros(40, 40, 2)
+    valid = torch.zeros(40, 40, dtype=torch.bool)
+    valid[10:30, 5:25] = True
+    flow[10:30, 5:15] = torch.tensor([3.0, 0.0])
+    flow[10:30, 15:25] = torch.tensor([0.0, 3.0])
+    ys, xs = torch.nonzero(valid, as_tuple=True)
+    labels = (xs >= 15).long()
+    keypoints = torch.tensor([[[7.0, 20.0], [20.0, 20.0], [33.0, 20.0]],
+                              [[10.0, 20.0], [35.0, 2.0], [33.0, 23.0]]])
+    return {"flow": flow, "valid": valid, "labels": labels, "keypoints": keypoints}
 
 
 def marco_loss_case(seed: int = 9) -> dict[str, torch.Tensor]:

@@ -30,7 +30,9 @@ file holds outputs only:
   ``np.random.choice`` sampling is not reproduced (corrbench draws with a torch generator, on purpose);
 - ``ratio_<case>_flow``: ``compute_dense_flow`` (no keypoints) on ``marco_ratio_pair(case)``, where the released
   ratio test drops a mutual match (``drops_one``) or falls back to the plain mutual matches (``falls_back``);
-- ``bic_labels``: ``kmeans_bic`` (k 7, min 3) on ``marco_colour_points``, few points, so BIC merges clusters.
+- ``bic_labels``: ``kmeans_bic`` (k 7, min 3) on ``marco_colour_points``, few points, so BIC merges clusters;
+- ``anchor_kept``: ``filter_clusters_by_keypoints`` on ``marco_anchoring_case``, where its radius and threshold
+  decide.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def stage_outputs(flow) -> dict[str, np.ndarray]:
         inputs = cases.marco_ratio_pair(case)
         out[f"ratio_{case}_flow"] = flow.compute_dense_flow(inputs["features"], masks=inputs["masks"]).numpy()
     out["bic_labels"] = flow.kmeans_bic(cases.marco_colour_points(), k_init=7, k_min=3).to(torch.int8).numpy()
+    anchoring = cases.marco_anchoring_case()
+    out["anchor_kept"] = np.asarray(flow.filter_clusters_by_keypoints(
+        anchoring["flow"], anchoring["valid"], anchoring["labels"], anchoring["keypoints"]), dtype=np.int64)
     return out
 
 
