@@ -7,8 +7,9 @@ yields the row top-2 and the running column maximum (the released ``util/flow.co
 passes). The released ratio test keeps a mutual match if ``best1 >= 0.9 * (best2 + 1e-8)`` on SIMILARITIES of
 the row (source) side, which can only fail when BOTH best similarities are negative and close
 (``best2 <= best1 < 0.9 best2``; for ``best2 >= 9e-8`` it always holds because ``best1 >= best2``): ambiguous
-positive matches are NOT rejected (``golden_cases.RATIO_CASES`` builds the rare case where it decides). If fewer than 3 matches
-survive, the code falls back to the plain mutual matches [paper: no ratio test, plain MNN].
+positive matches are NOT rejected (``tools/golden/golden_cases.py`` ``RATIO_CASES`` builds the rare case where
+it decides). If fewer than 3 matches survive, the code falls back to the plain mutual matches [paper: no ratio
+test, plain MNN].
 ``ratio_rule="cosine_distance"`` offers Lowe's test on cosine distances ``1 - s`` for ablations.
 
 masks -> grid: ``F.interpolate(mask, (h, w), bilinear, align_corners=True) > 0`` (released ``engine.py``).
