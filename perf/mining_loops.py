@@ -27,18 +27,11 @@ import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
 from corrbench.geometry import pixels_to_cells
-from corrbench.methods.marco.flow_anchoring import (
-    FlowAnchoringConfig,
-    MinedMatches,
-    add_keypoint_seeds,
-    cluster_flow,
-    flow_colour_features,
-    flow_destinations,
-    masks_to_feature_grid,
-    sample_matches,
-    triangle_inverses,
-    upsample_flow,
-)
+from corrbench.methods.marco.anchoring import flow_destinations
+from corrbench.methods.marco.clustering import cluster_flow, flow_colour_features
+from corrbench.methods.marco.flow import add_keypoint_seeds, triangle_inverses, upsample_flow
+from corrbench.methods.marco.flow_anchoring import FlowAnchoringConfig, MinedMatches
+from corrbench.methods.marco.mining import masks_to_feature_grid, sample_matches
 
 DEFAULT = FlowAnchoringConfig()
 

@@ -109,6 +109,32 @@ def test_step_follows_the_released_losses_and_normalisation(batch):
     assert {"student_forward", "teacher_forward", "mining"} <= set(out.seconds)
 
 
+class CountedReads(torch.Tensor):
+    """A tensor that counts its reads to Python numbers (each one a device -> host sync on a GPU)."""
+
+    reads = 0
+
+    def tolist(self):
+        CountedReads.reads += 1
+        return super().tolist()
+
+    def __int__(self):
+        CountedReads.reads += 1
+        return super().__int__()
+
+    def item(self):
+        CountedReads.reads += 1
+        return super().item()
+
+
+def test_mining_reads_the_keypoint_counts_once_per_batch(batch):
+    trainer = make_trainer()
+    CountedReads.reads = 0
+    counted = dataclasses.replace(batch, num_points=batch.num_points.as_subclass(CountedReads))
+    trainer.training_step(counted, step=0, epoch=0)
+    assert batch.size == 3 and CountedReads.reads == 1
+
+
 def test_teacher_follows_the_student_with_the_momentum_of_the_step():
     trainer = make_trainer(steps_per_epoch=4)  # ramp over int(5 * 4 * 0.9) = 18 steps
     before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}

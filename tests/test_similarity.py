@@ -120,3 +120,12 @@ def test_nearest_neighbours_top_scores_and_first_row_on_column_ties_across_chunk
     assert nearest_neighbours(a, b[:1], top=2).row_scores.shape == (4, 1)  # k = min(top, M)
     with pytest.raises(ValueError, match="at least one row"):
         nearest_neighbours(a, b[:0])
+
+
+def test_nearest_neighbours_rows_only_skip_the_column_side():
+    a, b = torch.randn(50, 8, generator=torch.Generator().manual_seed(0)), torch.randn(30, 8)
+    both, rows = nearest_neighbours(a, b, chunk_size=7), nearest_neighbours(a, b, chunk_size=7, columns=False)
+    assert torch.equal(rows.row_index, both.row_index) and torch.equal(rows.row_scores, both.row_scores)
+    assert rows.column_index is None
+    with pytest.raises(ValueError, match="columns=True"):
+        rows.mutual

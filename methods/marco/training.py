@@ -263,8 +263,8 @@ class MARCOTrainer(TrainerBase):
             with timer("teacher_forward"), torch.no_grad():
                 teacher_features = self.teacher.module(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
             with timer("mining"):
-                for i in range(b):
-                    n = int(batch.num_points[i])
+                num_points = batch.num_points.tolist()  # one device -> host copy per batch, not one per pair
+                for i, n in enumerate(num_points):
                     result = mine_matches(teacher_features[i], batch.masks[i], batch.keypoints[i, :, :n],
                                           self.flow, generator=self.mining_generator)
                     if result.num_matches:
