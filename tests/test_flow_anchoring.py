@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
-from corrbench import matching
+from corrbench import similarity
 from corrbench.methods.marco import flow_anchoring as fa
 from corrbench.methods.marco import mining
 from corrbench.methods.marco.anchoring import anchored_clusters, collect_matches
@@ -601,7 +601,7 @@ def test_raw_nearest_matches_ask_for_the_row_side_only(monkeypatch):
 
     def spy(*args, **kwargs):
         asked.append(kwargs.get("columns", True))
-        return matching.nearest_neighbours(*args, **kwargs)
+        return similarity.nearest_neighbours(*args, **kwargs)
 
     monkeypatch.setattr(mining, "nearest_neighbours", spy)
     features, mask = torch.randn(2, 4, 5, 6), torch.ones(5, 6, dtype=torch.bool)
