@@ -3,7 +3,7 @@
 Pairs of AP-10K animal images (Yu et al., NeurIPS 2021 Datasets and Benchmarks) with 17 keypoints, in three
 settings of growing difficulty: two animals of one species, of two species of one family, of two families.
 The pairs are built from the raw download by ``corrbench build-ap10k`` (see
-``corrbench.datasets.ap10k_build`` for the protocol and where corrbench's deterministic build differs from the
+``corrbench.datasets.ap10k.build`` for the protocol and where corrbench's deterministic build differs from the
 reference scripts); folders built by GeoAware-SC or MARCO are read as well, and every result records the hash
 of the pair list it scored and the crowd rule its folder was built with (the papers': GeoAware-SC's list).
 

@@ -11,7 +11,7 @@ One of them cannot reproduce the paper, frame or not: ``mp100-animal-body-marco`
 instance, in file order), cuts the target list to the source's length and both to the shorter one, and scores
 the i-th source entry against the i-th target entry. That pairs different keypoint types whenever the two
 images' visibility patterns differ or an image has more than one annotated animal; corrbench matches keypoints
-by index on one instance per image (``corrbench.datasets.mp100``), so it scores other rows and its numbers there
+by index on one instance per image (``corrbench.datasets.mp100.adapter``), so it scores other rows and its numbers there
 can differ from the paper's by design. Measured on MP-100's real test annotations (a public copy of
 mp100_split{1..5}_test.json) with MARCO's released lists (``tools/marco_mp100_rows.py``): in animal body, 1,543
 of the 2,000 pairs have at least one mismatched row and 12,614 of the 29,056 rows MARCO scores pair two different

@@ -13,7 +13,7 @@ all pairs). MARCO computes alphas 0.01 to 0.2 and the paper reports 0.05, 0.10 a
 Table 2); corrbench computes all five. Differences, by design: PCK is measured in the original image
 (MARCO measures in its 770 x 770 stretched square; ``frame="square:770"`` reproduces that) and keypoints
 are matched by index with mutual visibility instead of MARCO's truncation of the concatenated visible
-keypoints (``corrbench.datasets.mp100`` explains the difference; in animal body it changes the rows of 1,543 of
+keypoints (``corrbench.datasets.mp100.adapter`` explains the difference; in animal body it changes the rows of 1,543 of
 the 2,000 released pairs, see ``benchmarks/marco_frame.py``).
 """
 

@@ -127,9 +127,10 @@ def bench_command(method, settings, preset, resolution, batch_size, dtype, devic
     """Time a method: parameters, per-stage times (min / median / max), pairs per second and peak memory."""
     import json
 
-    from .bench import BenchOptions, bench, default_output, format_history, format_table, history
     from .config import parse_assignments
     from .files import write_json_atomic
+    from .timing import BenchOptions, bench
+    from .timing_records import default_output, format_history, format_table, history
 
     record = bench(BenchOptions(
         method=method, options=parse_assignments(settings), benchmark=benchmark, preset=preset, resolution=resolution,
@@ -255,7 +256,7 @@ def match_command(method, src, trg, points, points_file, settings, weights, chec
 
     from .config import parse_assignments
     from .errors import ConfigError
-    from .match_pair import build_matcher, match_points, parse_points, read_points_file
+    from .match_images import build_matcher, match_points, parse_points, read_points_file
 
     if (points is None) == (points_file is None):
         raise ConfigError("give exactly one of --points and --points-file")
@@ -407,13 +408,87 @@ def _list_protocols(names: tuple[str, ...]) -> None:
             click.echo(f"{''.ljust(width)}    {key} = {value}")
 
 
-def _add_dataset_builders() -> None:
-    """The builders live beside their adapters; their modules import no torch, so start-up stays fast."""
-    from .datasets.ap10k_build import build_ap10k_command
-    from .datasets.mp100_build import build_mp100_command
+# -- dataset builders ---------------------------------------------------------------------------------------
+# The builders are plain functions in their dataset folders; these are their commands. The builder modules import
+# no torch, and are imported only when a command runs; the names the help texts show come from the layout.
 
-    cli.add_command(build_ap10k_command, "build-ap10k")
-    cli.add_command(build_mp100_command, "build-mp100")
+from .datasets.ap10k import layout as ap10k_layout  # noqa: E402
+
+
+@cli.command("build-ap10k")
+@click.option("--raw", "raw", type=click.Path(file_okay=False, path_type=Path),
+              help="The unzipped AP-10K download (annotations/, data/); default "
+                   f"<data root>/{ap10k_layout.RAW_FOLDER}.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Where datasets live; the benchmark goes to <data root>/AP-10K. Default $CORRBENCH_DATA, "
+                   "then ~/.cache/corrbench/data.")
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the pair sampling (recorded).")
+@click.option("--crowd-rule", type=click.Choice(ap10k_layout.CROWD_RULES), default="list", show_default=True,
+              help="list: drop the images of GeoAware-SC's crowd list (downloaded to <data root>/"
+                   f"{ap10k_layout.CROWD_LIST_SOURCE.provides} on first use), as the papers' builds do; derived: "
+                   "images with more than one annotation (or iscrowd), which gives other test lists (warned, "
+                   "recorded).")
+@click.option("--crowd-list", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the crowd list from this file instead of downloading it (one image id a line); "
+                   "a list other than the published one is warned about and recorded.")
+@click.option("--path-prefix", default="", metavar="PREFIX",
+              help="Written before the ImageAnnotation/... paths in pair files; data/ap-10k/ lets GeoAware-SC's "
+                   "and MARCO's loaders read the folder as their data/ap-10k.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def build_ap10k_command(raw: Path | None, data_root: Path | None, seed: int, crowd_rule: str,
+                        crowd_list: Path | None, path_prefix: str, quiet: bool) -> None:
+    """Build the AP-10K correspondence benchmark (intra-species, cross-species, cross-family pairs)."""
+    from .data_root import resolve_data_root
+    from .datasets.ap10k.build import build_ap10k, format_statistics
+
+    root = resolve_data_root(data_root)
+    out_root = root / ap10k_layout.BUILT_FOLDER
+    manifest = build_ap10k(raw or root / ap10k_layout.RAW_FOLDER, out_root, seed=seed, progress=not quiet,
+                           crowd_rule=crowd_rule, crowd_list=crowd_list, data_root=root, path_prefix=path_prefix)
+    click.echo(format_statistics(manifest, out_root))
+
+
+@cli.command("build-mp100")
+@click.option("--annotations", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder with MP-100's mp100_split{1..5}_test.json [default: <data root>/MP-100/annotations].")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path),
+              help="MP-100's image folder (category folders) [default: <data root>/MP-100/images].")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Datasets folder; default $CORRBENCH_DATA, then ~/.cache/corrbench/data.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the rebuilt lists (recorded; not used with --official).")
+@click.option("--official", is_flag=True, help="Install MARCO's released lists (downloads mp100_pairs.zip).")
+@click.option("--official-zip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Install MARCO's released lists from a local copy of mp100_pairs.zip (offline).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the statistics table.")
+def build_mp100_command(annotations, images, data_root, seed, official, official_zip, quiet) -> None:
+    """Build MARCO's MP-100 benchmark pair lists into <data root>/MP-100/pairs/ (mp100_all/pairs/ in MARCO's layout).
+
+    Without --official: rebuild the five lists from MP-100's test annotations (seeded, byte-identical every
+    time). With --official / --official-zip: install the lists MARCO released, to evaluate the paper's pairs.
+    """
+    from .data_root import resolve_data_root
+    from .datasets.mp100.build import build_mp100
+    from .datasets.mp100.layout import MANIFEST_FILE, locate_mp100, pairs_dir
+    from .datasets.mp100.release import install_official_lists
+    from .datasets.mp100.report import statistics_table
+
+    root = resolve_data_root(data_root)
+    folders = locate_mp100(root)
+    annotations = annotations or folders.annotations
+    images = images or folders.images
+    if official or official_zip:
+        manifest = install_official_lists(root, zip_path=official_zip, annotations_root=annotations,
+                                          images_root=images, progress=not quiet)  # fmt: skip
+    else:
+        manifest = build_mp100(annotations, images, root, seed=seed, progress=not quiet)
+    if quiet:
+        click.echo(statistics_table(manifest))
+    click.echo(f"written: {pairs_dir(root)} ({manifest['kind']} lists; manifest {MANIFEST_FILE})")
+    expected = {folders.annotations: annotations, folders.images: images}
+    for place, given in expected.items():
+        if Path(given).resolve() != place.resolve():
+            click.echo(f"note: the mp100-* benchmarks read {place}; link it: ln -s {Path(given).resolve()} {place}")
 
 
 @cli.command("train")
@@ -484,7 +559,6 @@ def _list_trainers(names: tuple[str, ...]) -> None:
     _print_columns(rows)
 
 
-_add_dataset_builders()
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ class ConfigError(CorrbenchError, ValueError):
 
 
 class UnknownNameError(ConfigError, KeyError):
-    """A method or benchmark name that is not registered."""
+    """A method, benchmark or localiser name that is not registered."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return CorrbenchError.__str__(self)

@@ -7,10 +7,8 @@ The Matcher never sees target keypoints (only the test-only oracle, which declar
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -29,12 +27,12 @@ from .errors import ConfigError, ResultsError
 from .files import json_identity_hash, write_json_atomic, write_jsonl_atomic
 from .matcher import Matcher
 from .metrics import PCKAccumulator
-from .precision import autocast, check_dtype
+from .dtypes import autocast, check_dtype
 from .predictions import PredictionStore
 from .protocol import BenchmarkSpec, Protocol
 from .protocols import apply_protocol
 from .registry import BENCHMARKS, METHODS, is_file_reference
-from .results import PAIRS_FILE, PREDICTIONS_FILE, RESULT_FILE, RUN_FILE, SCHEMA_VERSION, run_directory
+from .results import PAIRS_FILE, PREDICTIONS_FILE, RESULT_FILE, RUN_FILE, ResultRecord, build_result, run_directory
 from .runtime import resolve_device, seed_everything
 from .types import Pair
 
@@ -64,8 +62,13 @@ class RunOptions:
 
 @dataclass
 class RunOutcome:
-    result: dict[str, Any]
+    record: ResultRecord
     directory: Path
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The result as ``result.json`` holds it."""
+        return self.record.to_json()
 
     @property
     def result_path(self) -> Path:
@@ -136,26 +139,13 @@ def run(opts: RunOptions) -> RunOutcome:
     accumulator = score_pairs(spec.protocol, scored.pairs, predictions)
     write_jsonl_atomic(directory / PAIRS_FILE, (s.to_json() for s in accumulator.scores))
     timing["score_seconds"] = round(time.perf_counter() - started, 4)
-    summary = accumulator.summary()
-
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "command": opts.command,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "partial": len(scored.pairs) < len(pairset.pairs),
-        "benchmark": {**spec.to_json(), "key": spec.key, "pairs_fingerprint": scored.fingerprint(),
-                      "data": dict(pairset.notes),
-                      # the reading rule that skips pairs with impossible keypoints decides what scores
-                      "keypoint_margin": KEYPOINT_MARGIN},
-        "method": method_info,
-        "counts": _counts(pairset, summary["counts"], opts.limit),
-        "timing": timing,
-        "env": describe_environment(device, opts.dtype, opts.batch_size, opts.seed),
-        "metrics": {"pck": summary["pck"], "pck_dagger": summary["pck_dagger"]},
-        "files": {"pairs": PAIRS_FILE, "predictions": PREDICTIONS_FILE, "run": RUN_FILE},
-    }
-    write_json_atomic(directory / RESULT_FILE, result)
-    return RunOutcome(result, directory)
+    record = build_result(
+        command=opts.command, spec=spec, pairset=pairset, scored=scored, method=method_info,
+        summary=accumulator.summary(), limit=opts.limit, timing=timing,
+        env=describe_environment(device, opts.dtype, opts.batch_size, opts.seed), keypoint_margin=KEYPOINT_MARGIN,
+    )
+    record.write(directory)
+    return RunOutcome(record, directory)
 
 
 def _load_pairs(spec: BenchmarkSpec, opts: RunOptions) -> tuple[PairSet, PairSet]:
@@ -165,21 +155,6 @@ def _load_pairs(spec: BenchmarkSpec, opts: RunOptions) -> tuple[PairSet, PairSet
     pairset = adapter.pairs(spec.split, spec.subset)
     scored = pairset.pairs[: opts.limit] if opts.limit else pairset.pairs
     return pairset, PairSet(scored, pairset.skipped)
-
-
-def _counts(pairset: PairSet, scored: dict[str, Any], limit: int | None) -> dict[str, Any]:
-    skipped = Counter(s.reason for s in pairset.skipped)
-    skipped.update(scored["skipped"])
-    return {
-        "pairs_listed": len(pairset.pairs) + len(pairset.skipped),
-        "pairs": scored["pairs"],
-        "points": scored["points"],
-        "categories": scored["categories"],
-        "limit": limit,
-        "skipped": {reason: n for reason, n in sorted(skipped.items()) if n},
-        # the first few in full (file, reason, detail), so a broken dataset is easy to inspect
-        "skipped_pairs": [vars(s) for s in pairset.skipped[:200]],
-    }
 
 
 def _stored_run(directory: Path) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@
 - ``file_sha256(path)``: the sha256 of a file's bytes, read in blocks (checkpoints and archives are GBs).
 - ``json_identity_hash(identity)``: the sha256 of canonical JSON, which names run directories, training runs
   and feature-cache keys. Its exact bytes are part of the on-disk format: changing it renames every run.
+- ``read_json(path)`` / ``decode_json(raw, path)``: a JSON file's value, or ``UnreadableJSON`` saying why not
+  (the file cannot be read, is not UTF-8/16/32, or is not JSON); each reader words its own skip or error.
 
 Only the standard library is imported here: the CLI's start-up time depends on it.
 """
@@ -121,3 +123,35 @@ def json_identity_hash(identity: Any) -> str:
     keys: any change to them makes every earlier run unfindable (``tests/test_files.py`` pins a value).
     """
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class UnreadableJSON(Exception):
+    """A JSON file that cannot be read (``cause``: the OSError) or decoded (a UnicodeDecodeError or
+    JSONDecodeError). ``str()`` is the cause's message, so a reader can say "not valid JSON (<why>)"."""
+
+    def __init__(self, path: Path | str, cause: Exception):
+        super().__init__(str(cause))
+        self.path = Path(path)
+        self.cause = cause
+
+    @property
+    def missing(self) -> bool:
+        return isinstance(self.cause, FileNotFoundError)
+
+
+def decode_json(raw: bytes, path: Path | str) -> Any:
+    """The JSON value in ``raw``, the bytes of ``path`` (read by the caller, e.g. to hash them too). Bytes, not
+    text: ``json`` detects UTF-8 (with or without BOM), UTF-16 and UTF-32 itself, so no locale is involved."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnreadableJSON(path, exc) from None
+
+
+def read_json(path: Path | str) -> Any:
+    """The JSON value in the file ``path``; ``UnreadableJSON`` when it cannot be read or parsed."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableJSON(path, exc) from None
+    return decode_json(raw, path)

@@ -24,7 +24,7 @@ from .errors import MatcherContractError
 from .feature_cache import FeatureCache
 from .files import json_identity_hash
 from .geometry import cells_to_pixels, pixels_to_cells
-from .matching import Localizer, sample_descriptors, similarity_maps
+from .similarity import Localizer, sample_descriptors, similarity_maps
 from .types import FeatureMap, MatchOutput, PairBatch
 
 #: How far outside the target image a prediction may fall before it is taken for a frame mix-up (a point
@@ -146,7 +146,7 @@ class FeatureMatcher(Matcher):
 
     @abc.abstractmethod
     def build_localizer(self) -> Localizer:
-        """The localiser this method uses (see ``corrbench.matching.build_localizer``)."""
+        """The localiser this method uses (see ``corrbench.localizers.build_localizer``)."""
 
     @property
     def normalize_features(self) -> bool:

@@ -44,7 +44,17 @@ if TYPE_CHECKING:  # annotations only: corrbench.types imports torch, and `corrb
 PCK_BY = ("image", "point")
 AVERAGES = ("all", "category")
 DEFAULT_PROTOCOL_NAME = "corrbench"
-_SQUARE_CLAMP_EPS = 1e-4  # MARCO's regularise_coordinates(eps=1e-4); the unified benchmark's likewise
+#: Keypoints brought onto a canvas stay this far inside it: MARCO's regularise_coordinates(eps=1e-4), and the
+#: unified benchmark's likewise. Scoring frames clamp ground truth with it, the training pipeline its keypoints.
+CLAMP_EPS = 1e-4
+
+
+def clamp_inside(points: np.ndarray, width: float, height: float) -> np.ndarray:
+    """``points (N, 2)`` clipped per axis to ``[CLAMP_EPS, W - 1 - CLAMP_EPS]`` (a new array, same dtype)."""
+    out = np.array(points, copy=True)
+    out[:, 0] = np.clip(out[:, 0], CLAMP_EPS, width - 1 - CLAMP_EPS)
+    out[:, 1] = np.clip(out[:, 1], CLAMP_EPS, height - 1 - CLAMP_EPS)
+    return out
 _FRAME_RE = re.compile(r"^(original|square|square-align-corners|letterbox)(?::(\d+))?$")
 
 
@@ -96,7 +106,7 @@ class Frame:
         else:  # square-align-corners, in the unified benchmark's order of operations
             out = out / np.array([max(w - 1, 1), max(h - 1, 1)], dtype=dtype) * dtype(s - 1)
         if ground_truth:
-            out = np.clip(out, _SQUARE_CLAMP_EPS, s - 1 - _SQUARE_CLAMP_EPS).astype(dtype)
+            out = clamp_inside(out, s, s).astype(dtype)
         return out
 
     def threshold(self, mode: str, pair: Pair) -> float:
@@ -206,7 +216,7 @@ class BenchmarkSpec:
 
     name, version: bump ``version`` whenever a change could move a number. A benchmark under a named protocol
         (``corrbench.protocols``) is called ``<base>-<protocol>`` and keeps the base's version.
-    dataset: the adapter that reads the data (a key of ``corrbench.datasets.ADAPTERS``).
+    dataset: the adapter that reads the data (a name in ``corrbench.datasets.DATASETS``).
     data_dir: the dataset's folder under the data root.
     split / subset: which pairs (``subset`` is an adapter-defined restriction, or None for all).
     adapter_options: adapter settings that decide the pairs (annotation folders, visibility rule, ...).

@@ -14,7 +14,7 @@ with ``protocol.name = NAME`` recorded in every result. ``corrbench`` (the defau
     keep the original frame: MARCO scales them uniformly, which equals it up to the rounding of the short
     side. Everything else is corrbench's (MARCO also uses ``<=``, per-image PCK pooled over pairs). Its
     MP-100 animal-body numbers cannot be reproduced by any preset: MARCO's loader pairs the wrong keypoint
-    rows there (``corrbench.datasets.mp100``).
+    rows there (``corrbench.datasets.mp100.adapter``).
 ``geoaware`` (Junyi42/GeoAware-SC; VICO-UoE/JamaisVu, which shares its evaluation)
     ``pck_train.py``'s ``compute_pck``: keypoints in the 840 px letterbox frame (``letterbox:840``, longest
     side scaled to 840, centred padding; box thresholds = original box side x scale, image threshold = 840),

@@ -1,4 +1,5 @@
-"""One generic Registry for methods and benchmarks.
+"""One generic Registry for methods, benchmarks, dataset adapters (``corrbench.datasets.DATASETS``) and localisers
+(``corrbench.localizers``); trainers are found through their method (``trainer`` attribute).
 
 A name resolves, in this order, to:
 1. something registered in this process with the decorator (``@register_method("name")``);
@@ -114,15 +115,19 @@ def is_file_reference(name: str) -> bool:
 class Registry(Generic[T]):
     """Maps names (and aliases) to objects of one kind.
 
-    kind: "method" or "benchmark", used in messages.
-    group: the entry-point group scanned for lazy registrations.
+    kind: "method", "benchmark" or "localizer", used in messages.
+    group: the entry-point group scanned for lazy registrations (None: only what is registered in code).
     check: validates a resolved object (e.g. "is a Matcher subclass") and raises ConfigError if not.
+    listed: whether `corrbench ls <kind>s` lists the names (an unknown name's hint points there; else it
+    names them all).
     """
 
-    def __init__(self, kind: str, group: str, check: Callable[[str, Any], None] | None = None):
+    def __init__(self, kind: str, group: str | None, check: Callable[[str, Any], None] | None = None, *,
+                 listed: bool = True):
         self.kind = kind
         self.group = group
         self._check = check
+        self._listed = listed
         self._entries: dict[str, _Entry] = {}
         self._aliases: dict[str, str] = {}
         self._entry_points_loaded = False
@@ -174,6 +179,8 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        if self.group is None:
+            return
         for ep in importlib.metadata.entry_points(group=self.group):
             self._add(ep.name, _Entry(ep.value, f"entry point of {ep.dist.name if ep.dist else 'unknown package'}"))
 
@@ -198,7 +205,8 @@ class Registry(Generic[T]):
         entry = self._entries.get(key)
         if entry is None:
             hint = did_you_mean(name, list(self._entries) + list(self._aliases))
-            listing = f"`corrbench ls {self.kind}s` lists them"
+            listing = (f"`corrbench ls {self.kind}s` lists them" if self._listed
+                       else f"use one of {', '.join(self.names())}")
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}", hint=f"{hint} ({listing})" if hint else listing
             )

@@ -26,7 +26,8 @@ from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import LOCALIZERS, Localizer, build_localizer
+from corrbench.localizers import LOCALIZERS, build_localizer
+from corrbench.similarity import Localizer
 from corrbench.types import FeatureMap
 
 PATCH = 14
@@ -50,7 +51,7 @@ class DINOv2Matcher(FeatureMatcher):
                              "padding, GeoAware-SC), stretch (unified benchmark), longest_side (no padding), none",
                              choices=ResizePolicy.KINDS)
         layer: int = option(-1, "block whose tokens are the features (after the final LayerNorm); -1 = the last")
-        localizer: str = option("argmax", "how a similarity map becomes a point", choices=tuple(LOCALIZERS))
+        localizer: str = option("argmax", "how a similarity map becomes a point", choices=LOCALIZERS.names())
         window: int = option(7, "radius of the soft-argmax window in cells (7: GeoAware-SC's 15 x 15)", ge=0,
                              used_when={"localizer": ("window-soft-argmax",)})
         sigma: float = option(7.0, "Gaussian suppression width in cells", gt=0,

@@ -53,13 +53,13 @@ from corrbench.config import option, redefault
 from corrbench.errors import ConfigError
 from corrbench.files import file_sha256
 from corrbench.geometry import pixels_to_cells
-from corrbench.matching import sample_descriptors, similarity_maps
 from corrbench.runtime import StageTimer
+from corrbench.similarity import sample_descriptors, similarity_maps
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.train.losses import UNIFIED_SIGMA, UNIFIED_TEMPERATURE, UNIFIED_WINDOW, gaussian_smoothed_ce
 from corrbench.types import FeatureMap
 
 from .dinov2 import PATCH, DINOv2Matcher
-from .marco.losses import UNIFIED_SIGMA, UNIFIED_TEMPERATURE, UNIFIED_WINDOW, gaussian_smoothed_ce
 
 #: The reference maps pixels to cells (and back) with the align-corner rule, in training and inference.
 CELL_RULE = "align_corners"

@@ -17,7 +17,8 @@ from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import Rule, option
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import LOCALIZERS, Localizer, build_localizer
+from corrbench.localizers import LOCALIZERS, build_localizer
+from corrbench.similarity import Localizer
 from corrbench.types import FeatureMap
 
 
@@ -54,7 +55,7 @@ class TinyViTMatcher(FeatureMatcher):
         heads: int = option(4, "attention heads per block", ge=1)
         seed: int = option(0, "seed of the random initialisation (the weights depend on it only)")
         localizer: str = option("argmax", "how a similarity map becomes a point (window/sigma/temperature: "
-                                "the localiser's defaults)", choices=tuple(LOCALIZERS))
+                                "the localiser's defaults)", choices=LOCALIZERS.names())
 
         rules: ClassVar[tuple[Rule, ...]] = (
             Rule(lambda c: c.resolution % c.patch_size == 0,

@@ -32,7 +32,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def synthetic_data_root(tmp_path_factory):
     """A data root holding the synthetic benchmark, generated once per test session."""
-    from corrbench.datasets.synthetic import generate_synthetic
+    from corrbench.datasets.synthetic.generate import generate_synthetic
 
     root = tmp_path_factory.mktemp("data")
     generate_synthetic(root / "corrbench-synthetic", seed=0)

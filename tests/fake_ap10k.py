@@ -19,7 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from corrbench.datasets.ap10k_build import KEYPOINT_NAMES, BuildRules
+from corrbench.datasets.ap10k.layout import KEYPOINT_NAMES
+from corrbench.datasets.ap10k.pairs import BuildRules
 
 FAMILIES = {"Canidae": ("arctic fox", "dog"), "Felidae": ("cat", "lion"), "Ursidae": ("black bear",)}
 CATEGORY_IDS = {species: i + 1 for i, species in enumerate(s for f in FAMILIES.values() for s in f)}

@@ -22,20 +22,17 @@ from click.testing import CliRunner
 import fake_ap10k
 from fake_server import FakeServer, closed_port_url
 from offset_matcher import OFFSET_MATCHER
-from corrbench.datasets import ap10k_build
-from corrbench.datasets.ap10k import AP10K
-from corrbench.datasets.ap10k_build import (
-    DRIVE_ID,
-    KEYPOINT_NAMES,
-    build_ap10k,
-    build_ap10k_command,
-    crowd_rule_of,
-    split_species,
-)
+from corrbench.cli import build_ap10k_command
+from corrbench.datasets.ap10k import layout as ap10k_layout
+from corrbench.datasets.ap10k.adapter import AP10K
+from corrbench.datasets.ap10k.build import build_ap10k
+from corrbench.datasets.ap10k.layout import DRIVE_ID, KEYPOINT_NAMES, crowd_rule_of
+from corrbench.datasets.ap10k.pairs import split_species
 from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
 
 ALPHAS = ["0.01", "0.05", "0.1", "0.15", "0.2"]
+PUBLISHED_CROWD_LIST = ap10k_layout.CROWD_LIST_SOURCE  # before any fixture points it at a local server
 SETTINGS = {"ap10k-intra-species": "test", "ap10k-cross-species": "test_cross_species",
             "ap10k-cross-family": "test_cross_family"}
 
@@ -50,9 +47,9 @@ def serving_crowd_list(data: fake_ap10k.FakeAP10K, source=None):
         listed.write_text(data.crowd_list(), newline="\n")
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
             patch.delenv(var, raising=False)
-        pinned = replace(ap10k_build.CROWD_LIST_SOURCE, url=server.url(listed.name), size=listed.stat().st_size,
+        pinned = replace(ap10k_layout.CROWD_LIST_SOURCE, url=server.url(listed.name), size=listed.stat().st_size,
                          sha256=hashlib.sha256(listed.read_bytes()).hexdigest())
-        patch.setattr(ap10k_build, "CROWD_LIST_SOURCE", source or pinned)
+        patch.setattr(ap10k_layout, "CROWD_LIST_SOURCE", source or pinned)
         yield server
 
 
@@ -321,8 +318,8 @@ def test_default_build_drops_the_published_list_images_as_the_papers_builds(disa
         "train": [1, 2, 3, 4], "val": [5, 6], "test": [7, 8, 20]}
     assert [i.image_id for i in data.kept("cat")] == [1, 2, 3, 4, 5, 6, 7, 8, 20]
     crowd = manifest["crowd"]
-    assert crowd["rule"] == "published-list" and crowd["source"] == ap10k_build.CROWD_LIST_SOURCE.url
-    assert crowd["ids"] == 2 and crowd["list_sha256"] == ap10k_build.CROWD_LIST_SOURCE.sha256
+    assert crowd["rule"] == "published-list" and crowd["source"] == ap10k_layout.CROWD_LIST_SOURCE.url
+    assert crowd["ids"] == 2 and crowd["list_sha256"] == ap10k_layout.CROWD_LIST_SOURCE.sha256
     assert crowd["agreement"] == {"listed_and_derived": 1, "listed_only": 1, "derived_only": 1}
     assert [path for path, _ in server.requests] == ["/ap-10k_is_crowd.txt"]
     assert (tmp_path / "data" / "ap-10k_is_crowd.txt").read_text() == data.crowd_list()
@@ -373,7 +370,7 @@ def test_a_changed_copy_of_the_published_list_is_refused(disagreeing):
 
 def test_offline_build_says_where_the_list_goes_and_the_alternatives(tmp_path):
     fake_ap10k.write_raw(tmp_path / "raw")
-    offline = replace(ap10k_build.CROWD_LIST_SOURCE, url=closed_port_url("ap-10k_is_crowd.txt"))
+    offline = replace(ap10k_layout.CROWD_LIST_SOURCE, url=closed_port_url("ap-10k_is_crowd.txt"))
     with serving_crowd_list(fake_ap10k.default_dataset(), source=offline):
         with pytest.raises(DataError, match="could not download .*ap-10k_is_crowd.txt") as failure:
             build_ap10k(tmp_path / "raw", tmp_path / "data" / "AP-10K", progress=False)
@@ -384,7 +381,7 @@ def test_offline_build_says_where_the_list_goes_and_the_alternatives(tmp_path):
 
 
 def test_the_crowd_rule_of_older_manifests():
-    pinned = ap10k_build.CROWD_LIST_SOURCE.sha256
+    pinned = ap10k_layout.CROWD_LIST_SOURCE.sha256
     assert crowd_rule_of({"crowd": {"rule": "derived: more than one annotation in the merged split1 files, or "
                                             "iscrowd = 1"}}) == "derived"
     assert crowd_rule_of({"crowd": {"rule": "list", "list_sha256": pinned}}) == "published-list"
@@ -610,13 +607,12 @@ def test_build_command_crowd_options(tmp_path):
     assert result.exit_code == 2 and "'everything' is not one of 'list', 'derived'" in result.output
 
 
-def test_builder_module_does_not_import_torch():
-    path = Path(__file__).resolve().parents[1] / "corrbench" / "datasets" / "ap10k_build.py"
+def test_builder_modules_do_not_import_torch():
     script = (
-        "import sys, importlib.util; sys.modules['torch'] = None;"
-        f"spec = importlib.util.spec_from_file_location('ap10k_build_alone', {str(path)!r});"
-        "module = importlib.util.module_from_spec(spec); sys.modules[spec.name] = module;"
-        "spec.loader.exec_module(module); print(module.split_species(list(range(60)))[2][0])"
+        "import sys, importlib; sys.modules['torch'] = None;"
+        "importlib.import_module('corrbench.datasets.ap10k.build');"  # and with it raw, pairs and layout
+        "pairs = importlib.import_module('corrbench.datasets.ap10k.pairs');"
+        "print(pairs.split_species(list(range(60)))[2][0])"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -662,3 +658,23 @@ def test_shifted_truth_scores_what_the_box_sizes_say(built, tmp_path, name):
     pck = result["metrics"]["pck"]
     assert [pck["image"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_image, 100.0, 100.0], abs=1e-9)
     assert [pck["point"]["all"][a] for a in ALPHAS] == pytest.approx([0.0, 0.0, per_point, 100.0, 100.0], abs=1e-9)
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, JPEGs left out (Pillow's encoder made the fixture's)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix != ".jpg":
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_build_is_byte_identical_to_the_builds_made_before(tmp_path, monkeypatch):
+    # The digest of this build as the builder wrote it before issue 12 moved it into datasets/ap10k/ (measured on
+    # that code): pair files, image annotations, split lists and manifest ("builder" included) must not change.
+    # The manifest records the published list's sha256: the real one here, not the module fixture's stand-in.
+    monkeypatch.setattr(ap10k_layout, "CROWD_LIST_SOURCE", PUBLISHED_CROWD_LIST)
+    fake_ap10k.write_raw(tmp_path / "raw")
+    build_ap10k(tmp_path / "raw", tmp_path / "AP-10K", progress=False, crowd_rule="derived",
+                rules=fake_ap10k.SMALL_RULES)
+    assert _tree_digest(tmp_path / "AP-10K") == "cccce68c8c7c8917e81c019dc48aa151ffdb4f0d9be3d292b60d27aad93a035d"

@@ -10,25 +10,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from corrbench.bench import (
-    BENCH_PRESETS,
+from corrbench.cli import cli
+from corrbench.errors import ConfigError, ResultsError
+from corrbench.registry import METHODS
+from corrbench.timing import BENCH_PRESETS, BenchOptions, PeakMemory, apply_preset, bench, summarize, time_calls
+from corrbench.timing_records import (
+    BENCH_SCHEMA_VERSION,
+    UNVERSIONED,
     WIDE_SPREAD,
-    BenchOptions,
-    PeakMemory,
-    apply_preset,
-    bench,
     configuration_dir,
     default_output,
     format_history,
     format_table,
     history,
     spread_warnings,
-    summarize,
-    time_calls,
 )
-from corrbench.cli import cli
-from corrbench.errors import ConfigError, ResultsError
-from corrbench.registry import METHODS
 
 
 def test_summarize_gives_the_spread_per_item_in_ms():
@@ -152,15 +148,24 @@ def test_records_are_kept_one_file_per_run_named_by_time(tmp_path):
     assert default_output(tmp_path, record).name == "20261204T143512Z-2.json"  # same second: never overwritten
 
 
+def _untimed_fields() -> dict:
+    """A record's fields other than its timings, as every record has had them (values shortened)."""
+    return {"method": {"name": "tiny-vit"}, "preset": None, "preset_note": None,
+            "settings": {"benchmark": "synthetic", "pairs": 16, "batch_size": 4, "resolution": 112, "dtype": "float32",
+                         "compile": None, "warmup": 2, "iters": 10, "threads": 2, "options": {}},
+            "parameters": {"total": 91968, "trainable": 91968}, "memory": {"cpu_peak_rss_bytes": 1 << 28},
+            "env": {"device": "cpu"}, "command": "corrbench bench --method tiny-vit"}
+
+
 def test_history_reads_every_record_oldest_first_including_the_old_single_file(tmp_path):
     folder = tmp_path / "bench" / "tiny-vit" / "cpu-float32-112px-b4"
     folder.mkdir(parents=True)
     # Before records were kept, one file beside the folder held the last run, without times or spreads.
-    old = {"stages": {"extract_per_image": {"median_ms": 9.0, "p90_ms": 9.5, "calls": 10}},
+    old = {**_untimed_fields(), "stages": {"extract_per_image": {"median_ms": 9.0, "p90_ms": 9.5, "calls": 10}},
            "end_to_end": {"no cache": {"pairs_per_second": 12.0, "seconds": 1.3}}}
     (folder.parent / "cpu-float32-112px-b4.json").write_text(json.dumps(old))
     os.utime(folder.parent / "cpu-float32-112px-b4.json", (1_700_000_000, 1_700_000_000))  # 2023
-    new = {"created_at": "2026-12-04T14:35:12+00:00", "warnings": ["timings varied"],
+    new = {**_untimed_fields(), "created_at": "2026-12-04T14:35:12+00:00", "warnings": ["timings varied"],
            "stages": {"extract_per_image": {"min_ms": 4.0, "median_ms": 5.0, "max_ms": 8.0, "spread": 2.0}},
            "end_to_end": {"no cache": {"pairs_per_second": 20.0, "min_pairs_per_second": 18.0,
                                        "max_pairs_per_second": 21.0, "spread": 1.17}}}
@@ -174,6 +179,27 @@ def test_history_reads_every_record_oldest_first_including_the_old_single_file(t
     lines = format_history(records).splitlines()
     assert lines[0].endswith("extract 9.00 ms, no cache 12.00 pairs/s")
     assert lines[1].endswith("extract 5.00 (4.00-8.00) ms, no cache 20.00 (18.00-21.00) pairs/s  (wide spread)")
+
+
+def test_records_carry_their_schema_version_and_history_reads_only_versions_it_knows(tmp_path, tiny_record):
+    assert list(tiny_record)[0] == "schema_version" and tiny_record["schema_version"] == BENCH_SCHEMA_VERSION
+    folder = tmp_path / "cpu-float32-112px-b4"
+    folder.mkdir()
+    timings = {"stages": {"match_per_pair": {"median_ms": 1.0}}, "end_to_end": {}}
+    # a record from before records were versioned is read as such, and one of this version as written
+    (folder / "20231114T221320Z.json").write_text(json.dumps({**_untimed_fields(), **timings}))
+    os.utime(folder / "20231114T221320Z.json", (1_700_000_000, 1_700_000_000))  # dated by its file's time
+    (folder / "20261204T143512Z.json").write_text(json.dumps(tiny_record))
+    unversioned, current = history(folder)
+    assert unversioned["schema_version"] == UNVERSIONED and unversioned["warnings"] == []
+    assert {k: v for k, v in current.items() if k != "path"} == tiny_record
+    newer = folder / "20261204T150000Z.json"
+    newer.write_text(json.dumps({**tiny_record, "schema_version": BENCH_SCHEMA_VERSION + 1}))
+    with pytest.raises(ResultsError, match=f"20261204T150000Z.json has schema version {BENCH_SCHEMA_VERSION + 1}"):
+        history(folder)
+    newer.write_text(json.dumps({k: v for k, v in tiny_record.items() if k not in ("settings", "memory")}))
+    with pytest.raises(ResultsError, match="20261204T150000Z.json lacks field\\(s\\) settings, memory"):
+        history(folder)
 
 
 def test_cli_prints_the_table_and_adds_a_record_per_run(tmp_path, data_env):
@@ -198,12 +224,12 @@ def test_cli_prints_the_table_and_adds_a_record_per_run(tmp_path, data_env):
 
 
 def test_cli_warns_on_stderr_when_the_spread_is_wide(tmp_path, data_env, monkeypatch):
-    import corrbench.bench
+    import corrbench.timing
 
     def unstable_summary(seconds, per=1):  # as if every stage's slowest call had taken 4x its fastest
         return {**summarize(seconds, per), "spread": 4.0}
 
-    monkeypatch.setattr(corrbench.bench, "summarize", unstable_summary)
+    monkeypatch.setattr(corrbench.timing, "summarize", unstable_summary)
     result = CliRunner().invoke(cli, ["bench", "--method", "oracle", "--pairs", "2", "--iters", "2", "--passes", "1",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -215,7 +241,7 @@ def test_cli_warns_on_stderr_when_the_spread_is_wide(tmp_path, data_env, monkeyp
 
 def test_marco_gpu_script_rows_from_bench_records(synthetic_data_root, capsys):
     # The GPU script on the CPU with a tiny method: the same code path, one row per dtype.
-    from corrbench.benchmarks.perf import marco_gpu
+    from corrbench.perf import marco_gpu
 
     marco_gpu.main(["--method", "tiny-vit", "--set", "dim=16", "--resolution", "56", "--device", "cpu",
                     "--dtypes", "float32", "bfloat16", "--pairs", "2", "--batch-size", "2", "--iters", "1",

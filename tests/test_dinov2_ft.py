@@ -36,6 +36,12 @@ def test_defaults_are_the_unified_benchmarks():
     assert (loss.loss_temperature, loss.loss_sigma, loss.loss_window) == (0.03, 1.5, 7)
 
 
+def test_the_unified_recipe_stretches_every_dataset():
+    # the recipe names its rule, so no per-dataset choice (here one that pads everything) applies
+    for dataset in ("spair", "pf-pascal", "ap10k", "mp100"):
+        assert PRESETS["unified"].data_options(dataset, lambda name: "pad").resize == "stretch"
+
+
 @pytest.mark.parametrize("blocks", [1, 2])
 def test_only_the_configured_last_blocks_train(blocks):
     matcher = DINOv2FineTuned(**TINY, trainable_blocks=blocks)

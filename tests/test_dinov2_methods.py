@@ -5,7 +5,7 @@ import torch
 
 from corrbench.errors import ConfigError
 from corrbench.evaluate import RunOptions, run
-from corrbench.matching import GaussianSoftArgmax, WindowSoftArgmax
+from corrbench.similarity import GaussianSoftArgmax, WindowSoftArgmax
 from corrbench.registry import METHODS
 
 from result_checks import assert_summary_matches_pair_scores

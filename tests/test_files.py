@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from corrbench.files import (
+    UnreadableJSON,
+    decode_json,
     file_sha256,
     json_identity_hash,
+    read_json,
     replacing,
     replacing_directory,
     write_bytes_atomic,
@@ -19,7 +22,7 @@ from corrbench.files import (
     write_text_atomic,
 )
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import build_localizer
+from corrbench.localizers import build_localizer
 from corrbench.results import run_directory
 
 # An identity with the features that canonical JSON must settle: key order, nesting, None, floats, non-ASCII.
@@ -141,3 +144,21 @@ def test_identity_hash_is_canonical_json():
     assert json_identity_hash(IDENTITY) == hashlib.sha256(canonical.encode()).hexdigest()
     # values JSON cannot write are hashed by their text, as the training run identity always did
     assert json_identity_hash({"root": Path("/data")}) == json_identity_hash({"root": "/data"})
+
+
+def test_read_json_says_why_a_file_cannot_be_read(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_bytes('\ufeff{"name": "café"}'.encode("utf-8"))  # a BOM, as some editors write: still JSON
+    assert read_json(good) == {"name": "café"}
+    assert decode_json('[1, 2]'.encode("utf-16"), "inline") == [1, 2]  # json detects UTF-16 itself
+    with pytest.raises(UnreadableJSON) as missing:
+        read_json(tmp_path / "absent.json")
+    assert missing.value.missing and missing.value.path == tmp_path / "absent.json"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"a": ')
+    with pytest.raises(UnreadableJSON, match="Expecting value: line 1 column 7") as bad:
+        read_json(broken)
+    assert not bad.value.missing and isinstance(bad.value.cause, json.JSONDecodeError)
+    with pytest.raises(UnreadableJSON) as undecodable:
+        decode_json(b'{"a": "\xff"}', "inline")  # not UTF-8
+    assert isinstance(undecodable.value.cause, UnicodeDecodeError)

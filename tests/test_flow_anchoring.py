@@ -15,7 +15,34 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import Delaunay
 
+from corrbench import similarity
 from corrbench.methods.marco import flow_anchoring as fa
+from corrbench.methods.marco import mining
+from corrbench.methods.marco.anchoring import anchored_clusters, collect_matches
+from corrbench.methods.marco.clustering import (
+    bic_merge_gain,
+    cluster_flow,
+    flow_colour_features,
+    kmeans,
+    merge_clusters_by_bic,
+    quantile_linear,
+    random_initial_centres,
+)
+from corrbench.methods.marco.flow import (
+    add_keypoint_seeds,
+    piecewise_affine_flow,
+    rasterise_triangles,
+    triangle_affines,
+    triangle_inverses,
+    upsample_flow,
+)
+from corrbench.methods.marco.mining import (
+    PairSkipped,
+    grid_mutual_matches,
+    masks_to_feature_grid,
+    mutual_matches,
+    sample_matches,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Reference loops (straightforward versions of the two slowest steps).
@@ -130,7 +157,7 @@ def test_masks_to_grid_uses_align_corner_samples_and_any_positive_weight():
     mask = torch.zeros(2, 10, 10, dtype=torch.bool)
     mask[0, 4, 4] = True  # bilinear weight 0.25 at the sample (4.5, 4.5) of cell (1, 1): any positive weight counts
     mask[1, 6, 6] = True  # no sample position has a neighbour at 6: the pixel vanishes
-    grid = fa.masks_to_feature_grid(mask, (3, 3))
+    grid = masks_to_feature_grid(mask, (3, 3))
     expected = torch.zeros(2, 3, 3, dtype=torch.bool)
     expected[0, 1, 1] = True
     assert torch.equal(grid, expected)
@@ -143,7 +170,7 @@ def test_mutual_matches_find_exactly_the_planted_pairs_in_any_chunking():
     targets = torch.randn(10, 32, generator=g)  # rows 6..9 stay random distractors
     targets[permutation] = sources + 0.05 * torch.randn(6, 32, generator=g)
     for chunk in (1, 4, 4096):
-        found = fa.mutual_matches(sources * 3.0, targets, chunk_size=chunk)  # scale is irrelevant (cosine)
+        found = mutual_matches(sources * 3.0, targets, chunk_size=chunk)  # scale is irrelevant (cosine)
         assert found.src_index.tolist() == list(range(6))
         assert found.trg_index.tolist() == permutation.tolist()
         assert (found.num_mutual, found.num_ratio_kept, found.used_fallback) == (6, 6, False)
@@ -173,7 +200,7 @@ def test_released_ratio_test_rejects_an_ambiguous_negative_match():
     sources, targets = _negative_ambiguity_case(num_clean=3)
     sims = sources @ targets.T
     torch.testing.assert_close(sims[3, 3:], torch.tensor([-0.30, -0.32]))  # the ambiguous source's best two
-    found = fa.mutual_matches(sources, targets)
+    found = mutual_matches(sources, targets)
     assert found.num_mutual == 4  # (a, t1) IS a mutual pair ...
     assert found.src_index.tolist() == [0, 1, 2]  # ... but -0.30 < 0.9 * -0.32 rejects it
     assert not found.used_fallback
@@ -181,7 +208,7 @@ def test_released_ratio_test_rejects_an_ambiguous_negative_match():
 
 def test_ratio_test_falls_back_to_mutual_matches_when_fewer_than_three_pass():
     sources, targets = _negative_ambiguity_case(num_clean=2)
-    found = fa.mutual_matches(sources, targets)
+    found = mutual_matches(sources, targets)
     assert found.num_ratio_kept == 2 and found.used_fallback
     assert found.src_index.tolist() == [0, 1, 2] and found.trg_index.tolist() == [0, 1, 2]
 
@@ -189,8 +216,8 @@ def test_ratio_test_falls_back_to_mutual_matches_when_fewer_than_three_pass():
 def test_released_ratio_test_keeps_positive_ambiguity_and_the_distance_rule_does_not():
     source = torch.tensor([[1.0, 0.0, 0.0]])
     targets = torch.tensor([[0.90, math.sqrt(1 - 0.81), 0.0], [0.89, 0.0, math.sqrt(1 - 0.89**2)]])
-    released = fa.mutual_matches(source, targets, min_matches=0)
-    lowe = fa.mutual_matches(source, targets, ratio_rule="cosine_distance", min_matches=0)
+    released = mutual_matches(source, targets, min_matches=0)
+    lowe = mutual_matches(source, targets, ratio_rule="cosine_distance", min_matches=0)
     assert released.src_index.tolist() == [0] and released.trg_index.tolist() == [0]
     assert lowe.src_index.numel() == 0 and lowe.num_mutual == 1
 
@@ -206,7 +233,7 @@ def test_batched_triangle_affines_equal_the_per_triangle_loop_including_a_degene
     trg = src @ linear + torch.randn(40, 2, generator=g, dtype=torch.float64)
     simplices = Delaunay(src.numpy()).simplices
     simplices = np.concatenate([simplices, [[0, 1, 0]]])  # a zero-area triangle: min-norm least squares
-    batched = fa.triangle_affines(src, trg, torch.from_numpy(simplices).long())
+    batched = triangle_affines(src, trg, torch.from_numpy(simplices).long())
     expected = reference_loop_triangle_affines(src.numpy(), trg.numpy(), simplices)
     np.testing.assert_allclose(batched.numpy(), expected, atol=1e-9)
 
@@ -222,15 +249,15 @@ def test_rasterised_point_location_equals_scipy_find_simplex(integer_seeds):
     triangulation = Delaunay(seeds.numpy())
     simplices = torch.from_numpy(triangulation.simplices).long()
     corners = seeds[simplices]
-    inverse, degenerate = fa.triangle_inverses(corners)
+    inverse, degenerate = triangle_inverses(corners)
     for budget in (7, 1 << 22):  # chunked or not
-        which = fa.rasterise_triangles(corners, inverse, ~degenerate, mask, budget=budget)
+        which = rasterise_triangles(corners, inverse, ~degenerate, mask, budget=budget)
         cells = _grid_points(16, 16)
         expected = torch.from_numpy(triangulation.find_simplex(cells.numpy())).reshape(16, 16).long()
         expected[~mask] = -1
         assert torch.equal(which >= 0, expected >= 0)
         # where the triangles differ (shared edges) their affine maps agree
-        affines = fa.triangle_affines(seeds, targets, simplices)
+        affines = triangle_affines(seeds, targets, simplices)
         on = which >= 0
         homogeneous = torch.cat([cells.reshape(16, 16, 2)[on], torch.ones(int(on.sum()), 1, dtype=torch.float64)], 1)
         mine = (affines[which[on]] @ homogeneous[:, :, None])[..., 0]
@@ -243,7 +270,7 @@ def test_piecewise_affine_flow_is_exact_for_affine_seeds_and_zero_outside_the_hu
     g = torch.Generator().manual_seed(2)
     seeds = torch.rand(25, 2, generator=g, dtype=torch.float64) * 10 + 3  # hull inside [3, 13]^2
     mask = torch.ones(16, 16, dtype=torch.bool)
-    dense = fa.piecewise_affine_flow(seeds, seeds @ a.T + t, mask)
+    dense = piecewise_affine_flow(seeds, seeds @ a.T + t, mask)
     cells = _grid_points(16, 16).reshape(16, 16, 2)
     truth = cells @ a.T + t - cells
     assert dense.covered.any() and not dense.covered[0].any() and not dense.covered[:, -1].any()
@@ -254,16 +281,16 @@ def test_piecewise_affine_flow_is_exact_for_affine_seeds_and_zero_outside_the_hu
 
 def test_collinear_seeds_skip_the_pair():
     seeds = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-    with pytest.raises(fa.PairSkipped, match="triangulated"):
-        fa.piecewise_affine_flow(seeds, seeds, torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(PairSkipped, match="triangulated"):
+        piecewise_affine_flow(seeds, seeds, torch.ones(4, 4, dtype=torch.bool))
 
 
 def test_affine_warp_between_feature_grids_is_recovered_within_one_cell():
     src, trg, a, t = _affine_feature_pair()
     mask = torch.ones(16, 16, dtype=torch.bool)
-    src_cells, trg_cells, found = fa.grid_mutual_matches(src, trg, mask, mask)
+    src_cells, trg_cells, found = grid_mutual_matches(src, trg, mask, mask)
     assert found.num_mutual >= 30
-    dense = fa.piecewise_affine_flow(src_cells, trg_cells, mask)
+    dense = piecewise_affine_flow(src_cells, trg_cells, mask)
     cells = _grid_points(16, 16).reshape(16, 16, 2)
     error = (dense.flow.double() - (cells @ a.T + t - cells)).norm(dim=-1)[dense.covered]
     assert dense.covered.sum() >= 100
@@ -276,9 +303,9 @@ def test_keypoint_seeds_need_two_pairs_and_both_rounded_cells_inside_the_masks()
     none = torch.empty(0, 2)
     kp_src = torch.tensor([[2.4, 2.6], [5.5, 3.0], [7.0, 7.0]])  # rounds to (2, 3): in; (6, 3): out; out
     kp_trg = torch.tensor([[3.0, 3.0], [3.0, 3.0], [3.0, 3.0]])
-    src, trg, added = fa.add_keypoint_seeds(none, none, kp_src, kp_trg, mask, mask)
+    src, trg, added = add_keypoint_seeds(none, none, kp_src, kp_trg, mask, mask)
     assert added == 1 and torch.equal(src, kp_src[:1]) and torch.equal(trg, kp_trg[:1])
-    _, _, added_single = fa.add_keypoint_seeds(none, none, kp_src[:1], kp_trg[:1], mask, mask)
+    _, _, added_single = add_keypoint_seeds(none, none, kp_src[:1], kp_trg[:1], mask, mask)
     assert added_single == 0  # the released code adds GT seeds only with at least two keypoint pairs
 
 
@@ -288,12 +315,12 @@ def test_keypoint_seeds_need_two_pairs_and_both_rounded_cells_inside_the_masks()
 
 def test_upsampled_flow_is_scaled_to_pixels_with_half_pixel_placement():
     flow = torch.tensor([1.0, 2.0]).expand(4, 4, 2)
-    up = fa.upsample_flow(flow, (16, 12))  # (H, W): x scales by 12 / 4, y by 16 / 4
+    up = upsample_flow(flow, (16, 12))  # (H, W): x scales by 12 / 4, y by 16 / 4
     torch.testing.assert_close(up, torch.tensor([3.0, 8.0]).expand(16, 12, 2))
     ramp = torch.zeros(1, 2, 2)
     ramp[0, 1, 0] = 1.0  # x-flow 0 at cell 0 and 1 at cell 1
     # align_corners=False: pixel centres 0..3 sample cells -0.25, 0.25, 0.75, 1.25 (clamped), times 4 / 2
-    torch.testing.assert_close(fa.upsample_flow(ramp, (1, 4))[0, :, 0], torch.tensor([0.0, 0.5, 1.5, 2.0]))
+    torch.testing.assert_close(upsample_flow(ramp, (1, 4))[0, :, 0], torch.tensor([0.0, 0.5, 1.5, 2.0]))
 
 
 def test_flow_colour_features_are_the_8_bit_hsv_colours():
@@ -304,7 +331,7 @@ def test_flow_colour_features_are_the_8_bit_hsv_colours():
     flow[1, 1] = torch.tensor([2.0, 0.0])  # outside the mask
     mask = torch.ones(2, 4, dtype=torch.bool)
     mask[1, 1] = False
-    features, valid = fa.flow_colour_features(flow, mask)
+    features, valid = flow_colour_features(flow, mask)
     assert valid.tolist() == [[True, True, True, True], [False, False, False, False]]  # zero flow: black, invalid
     expected = torch.tensor([[0, 254, 254], [0, 254, 254], [127, 0, 0], [63, 0, 127]]) / 255.0
     torch.testing.assert_close(features, expected)
@@ -313,7 +340,7 @@ def test_flow_colour_features_are_the_8_bit_hsv_colours():
 @pytest.mark.parametrize("n", [1, 2, 7, 1000])
 def test_selection_quantile_equals_torch_quantile(n):
     values = torch.rand(n, generator=torch.Generator().manual_seed(n))
-    torch.testing.assert_close(fa.quantile_linear(values, 0.95), torch.quantile(values, 0.95))
+    torch.testing.assert_close(quantile_linear(values, 0.95), torch.quantile(values, 0.95))
 
 
 def test_bic_merge_gain_has_the_hand_computed_value():
@@ -322,7 +349,7 @@ def test_bic_merge_gain_has_the_hand_computed_value():
     s = 0.1
     counts = torch.tensor([4.0], dtype=torch.float64)
     sse = torch.tensor([4 * 2 * s**2], dtype=torch.float64)
-    gain, merged_counts, centre, merged_sse = fa.bic_merge_gain(
+    gain, merged_counts, centre, merged_sse = bic_merge_gain(
         counts, torch.tensor([[-s, 0.0, 0.0]]), sse, counts, torch.tensor([[s, 0.0, 0.0]]), sse, num_points=16
     )
     torch.testing.assert_close(gain, torch.tensor([12 * math.log(2 / 3) + 2.5 * math.log(16)], dtype=torch.float64))
@@ -339,7 +366,7 @@ def test_bic_merging_recovers_well_separated_clusters_from_an_over_segmentation(
     centres = torch.tensor([[0.1, 0.1, 0.1], [0.9, 0.1, 0.5], [0.3, 0.9, 0.9]])
     points = _cube_blobs(centres)
     faces = torch.cat([torch.stack([c - torch.tensor([0.02, 0, 0]), c + torch.tensor([0.02, 0, 0])]) for c in centres])
-    survivors = fa.merge_clusters_by_bic(points, torch.ones(len(points)), faces, k_min=1)
+    survivors = merge_clusters_by_bic(points, torch.ones(len(points)), faces, k_min=1)
     assert survivors.shape[0] == 3
     torch.testing.assert_close(survivors[survivors[:, 0].argsort()], centres[centres[:, 0].argsort()])
 
@@ -350,8 +377,8 @@ def test_cluster_flow_recovers_the_number_of_constant_flow_parts():
     flow[:, :10] = torch.tensor([2.0, 0.0])
     flow[:, 10:20] = torch.tensor([0.0, -2.0])
     flow[:, 20:] = torch.tensor([-1.0, 1.0])
-    features, _ = fa.flow_colour_features(flow, torch.ones(30, 30, dtype=torch.bool))
-    labels = fa.cluster_flow(features, k_min=2)
+    features, _ = flow_colour_features(flow, torch.ones(30, 30, dtype=torch.bool))
+    labels = cluster_flow(features, k_min=2)
     assert torch.unique(labels).numel() == 3
     parts = labels.reshape(30, 30)
     assert all(torch.unique(parts[:, i : i + 10]).numel() == 1 for i in (0, 10, 20))
@@ -363,15 +390,15 @@ def test_released_bic_keeps_the_over_segmentation_of_large_clusters():
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.1, 0.1, 0.1], [0.9, 0.1, 0.5], [0.3, 0.9, 0.9]])
     points = torch.cat([c + 0.02 * torch.randn(2000, 3, generator=g) for c in centres])
-    assert torch.unique(fa.cluster_flow(points)).numel() == 7
+    assert torch.unique(cluster_flow(points)).numel() == 7
 
 
 def test_kmeans_is_seeded_and_labels_are_nearest_final_centres():
     g = torch.Generator().manual_seed(3)
     x = torch.rand(500, 3, generator=g)
-    first = fa.cluster_flow(x, seed=5)
-    assert torch.equal(first, fa.cluster_flow(x, seed=5))
-    labels, centres = fa.kmeans(x, fa.random_initial_centres(x, 4, seed=0))
+    first = cluster_flow(x, seed=5)
+    assert torch.equal(first, cluster_flow(x, seed=5))
+    labels, centres = kmeans(x, random_initial_centres(x, 4, seed=0))
     assert torch.equal(labels, torch.cdist(x, centres).argmin(dim=1))
 
 
@@ -398,7 +425,7 @@ def _two_part_flow():
 
 def test_a_mirrored_cluster_is_rejected_and_a_consistent_one_kept():
     flow, valid, labels, kp_src, kp_trg = _two_part_flow()
-    keep, fraction = fa.anchored_clusters(flow, valid, labels, kp_src, kp_trg)
+    keep, fraction = anchored_clusters(flow, valid, labels, kp_src, kp_trg)
     assert keep.tolist() == [True, False]
     assert fraction.tolist() == [1.0, 0.0]
     assert reference_loop_anchored_clusters(flow, valid, labels, kp_src, kp_trg) == [0]
@@ -406,7 +433,7 @@ def test_a_mirrored_cluster_is_rejected_and_a_consistent_one_kept():
 
 def test_a_cluster_without_gt_keypoints_is_dropped():
     flow, valid, labels, kp_src, kp_trg = _two_part_flow()
-    keep, fraction = fa.anchored_clusters(flow, valid, labels, kp_src[:2], kp_trg[:2])
+    keep, fraction = anchored_clusters(flow, valid, labels, kp_src[:2], kp_trg[:2])
     assert keep.tolist() == [True, False] and math.isnan(fraction[1].item())
 
 
@@ -420,7 +447,7 @@ def test_vectorised_anchoring_equals_the_per_cluster_loop():
         kp_src = torch.rand(12, 2, generator=g) * torch.tensor([44.0, 52.0]) - 2  # some beyond the edge: clamped
         kp_trg = torch.rand(12, 2, generator=g) * torch.tensor([44.0, 52.0]) - 2
         for radius, threshold in ((10, 0.5), (3, 0.5), (2, 0.3)):
-            keep, _ = fa.anchored_clusters(flow, valid, labels, kp_src, kp_trg, 5, radius, threshold)
+            keep, _ = anchored_clusters(flow, valid, labels, kp_src, kp_trg, 5, radius, threshold)
             expected = reference_loop_anchored_clusters(flow, valid, labels, kp_src, kp_trg, radius, threshold)
             assert torch.nonzero(keep).flatten().tolist() == expected, (trial, radius)
 
@@ -429,7 +456,7 @@ def test_collected_matches_come_from_kept_clusters_and_land_in_the_target_mask()
     flow, valid, labels, _, _ = _two_part_flow()
     target_mask = torch.ones(64, 64, dtype=torch.bool)
     target_mask[:, 20:] = False  # cuts the destinations of the left part at x >= 20
-    source, target = fa.collect_matches(flow, valid, labels, torch.tensor([True, False]), target_mask)
+    source, target = collect_matches(flow, valid, labels, torch.tensor([True, False]), target_mask)
     assert source.dtype == torch.long and source.shape == target.shape
     assert (source[:, 0] < 28).all() and (target[:, 0] < 20).all()
     assert torch.equal(target, source + torch.tensor([2, 1]))
@@ -439,11 +466,11 @@ def test_collected_matches_come_from_kept_clusters_and_land_in_the_target_mask()
 
 def test_pairs_with_too_few_matches_are_skipped_and_sampling_is_seeded():
     points = torch.arange(2000).reshape(1000, 2)
-    assert fa.sample_matches(points[:99], points[:99]) is None
-    src, trg = fa.sample_matches(points[:100], points[:100] + 1)
+    assert sample_matches(points[:99], points[:99]) is None
+    src, trg = sample_matches(points[:100], points[:100] + 1)
     assert src.shape == (100, 2) and torch.equal(trg, src + 1)
     def draw(seed):
-        return fa.sample_matches(points, points, generator=torch.Generator().manual_seed(seed))[0]
+        return sample_matches(points, points, generator=torch.Generator().manual_seed(seed))[0]
 
     assert draw(0).shape == (300, 2) and torch.unique(draw(0)[:, 0]).numel() == 300
     assert torch.equal(draw(0), draw(0)) and not torch.equal(draw(0), draw(1))
@@ -567,3 +594,16 @@ def test_mine_matches_on_gpu_stays_on_gpu_and_agrees_with_cpu():
     assert gpu.counts["matches"] == pytest.approx(cpu.counts["matches"], rel=0.02)
     scores = torch.zeros(2, 3, 3, device="cuda", requires_grad=True)
     assert fa.flow_anchoring_loss(scores, torch.zeros(2, 2, device="cuda"), (5, 5)).is_cuda
+
+
+def test_raw_nearest_matches_ask_for_the_row_side_only(monkeypatch):
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("columns", True))
+        return similarity.nearest_neighbours(*args, **kwargs)
+
+    monkeypatch.setattr(mining, "nearest_neighbours", spy)
+    features, mask = torch.randn(2, 4, 5, 6), torch.ones(5, 6, dtype=torch.bool)
+    src, trg = mining.grid_nearest_matches(features[0], features[1], mask, mask)
+    assert asked == [False] and src.shape == trg.shape == (30, 2)

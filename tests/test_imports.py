@@ -6,11 +6,15 @@ deferred into a function hides a circle from the interpreter but not from the re
 issue 12 removed (``datasets/base`` <-> ``datasets/download``, ``geometry`` <-> ``types``, ``marco/checkpoint``
 <-> ``marco/model``) were each hidden that way. When this fails, move the definition both modules need to the
 one that owns it instead of deferring an import.
+
+The core (``corrbench/``) names no method: methods plug in through the registry, so no core module imports
+``corrbench.methods`` or names one of its modules as an import target string (``"corrbench.methods.x:Class"``).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -78,10 +82,11 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_every_installed_module_is_read():
     modules = package_modules()
     for expected in ("corrbench.cli", "corrbench.datasets.download", "corrbench.methods.marco.model",
-                     "corrbench.benchmarks.perf.mining", "corrbench.backbones.dinov2"):
+                     "corrbench.perf.mining", "corrbench.experiments.marco_synthetic", "corrbench.backbones.dinov2"):
         assert expected in modules
     # none left out: a package missing from pyproject's list would also be missing from a regular install
-    sources = {path for folder in ("corrbench", "methods", "benchmarks") for path in (ROOT / folder).rglob("*.py")}
+    sources = {path for folder in ("corrbench", "methods", "benchmarks", "perf", "experiments")
+               for path in (ROOT / folder).rglob("*.py")}
     assert sources <= set(modules.values()), sorted(str(p.relative_to(ROOT)) for p in sources - set(modules.values()))
 
 
@@ -113,3 +118,37 @@ def test_no_import_circle():
     graph = {name: imported_modules(name, source, set(modules)) for name, source in modules.items()}
     circle = find_circle(graph)
     assert circle is None, f"import circle: {' -> '.join(circle)}"
+
+
+#: An import target inside ``corrbench.methods``, as ``import_target`` / entry points spell it (the entry-point
+#: group's own name, ``"corrbench.methods"``, names no method).
+METHOD_TARGET = re.compile(r"^corrbench\.methods[.:][\w.]+(:[\w.]+)?$")
+
+
+def method_references(name: str, source: Path, known: set[str]) -> set[str]:
+    """What ``name`` imports from ``corrbench.methods`` (statically or as an import target string)."""
+    imported = {m for m in imported_modules(name, source, known) if m.split(".")[:2] == ["corrbench", "methods"]}
+    targets = {node.value for node in ast.walk(ast.parse(source.read_text(), filename=str(source)))
+               if isinstance(node, ast.Constant) and isinstance(node.value, str) and METHOD_TARGET.match(node.value)}
+    return imported | targets
+
+
+def test_method_references_are_found(tmp_path):
+    source = tmp_path / "engine.py"
+    source.write_text(
+        '"""Docstrings may name corrbench.methods.marco."""\n'
+        "def build():\n"
+        "    from corrbench.methods.marco import training\n"
+        "    return 'corrbench.methods.dinov2_ft:DINOv2FineTunedTrainer'\n"
+    )
+    known = {"corrbench.engine", "corrbench.methods", "corrbench.methods.marco", "corrbench.methods.marco.training"}
+    assert method_references("corrbench.engine", source, known) == {
+        "corrbench.methods.marco.training", "corrbench.methods.dinov2_ft:DINOv2FineTunedTrainer"}
+
+
+def test_the_core_names_no_method():
+    modules = package_modules()
+    core = {name: source for name, source in modules.items() if source.is_relative_to(ROOT / "corrbench")}
+    assert "corrbench.cli" in core and not any(name.startswith("corrbench.methods") for name in core)
+    found = {name: sorted(refs) for name, source in core.items() if (refs := method_references(name, source, set(modules)))}
+    assert not found, f"core modules that name a method: {found}"

@@ -15,9 +15,10 @@ from corrbench.datasets import make_adapter
 from corrbench.errors import ConfigError
 from corrbench.methods.marco import flow_anchoring as fa
 from corrbench.methods.marco.matcher import MARCOMatcher
+from corrbench.methods.marco.mining import grid_mutual_matches, masks_to_feature_grid
 from corrbench.methods.marco.training import ABLATION_PRESETS, PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
-from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
+from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.train.api import TrainingPlan
 from corrbench.train.loop import train
 from corrbench.train.options import TrainOptions
@@ -112,8 +113,8 @@ def test_mnn_only_returns_exactly_the_mutual_matches_as_pixels():
     feats, masks, keypoints = _translated_pair()
     mined = fa.mine_matches(feats, masks, keypoints, _config(pseudo_labels="mutual", keypoint_seeds=False,
                                                              anchor_clusters=False))
-    grid_masks = fa.masks_to_feature_grid(masks, (GRID, GRID))
-    src, trg, _ = fa.grid_mutual_matches(feats[0], feats[1], grid_masks[0], grid_masks[1])
+    grid_masks = masks_to_feature_grid(masks, (GRID, GRID))
+    src, trg, _ = grid_mutual_matches(feats[0], feats[1], grid_masks[0], grid_masks[1])
     scale = IMAGE / GRID
     expected = {(sx * scale, sy * scale, tx * scale, ty * scale) for (sx, sy), (tx, ty) in zip(src.tolist(), trg.tolist())}
     assert mined.skipped is None and len(expected) > 20
@@ -127,7 +128,7 @@ def test_raw_flow_pairs_every_source_cell_with_its_nearest_target_cell():
     feats, masks, keypoints = _translated_pair()
     mined = fa.mine_matches(feats, masks, keypoints, _config(pseudo_labels="nearest", keypoint_seeds=False,
                                                              anchor_clusters=False))
-    grid_masks = fa.masks_to_feature_grid(masks, (GRID, GRID))
+    grid_masks = masks_to_feature_grid(masks, (GRID, GRID))
     sy, sx = torch.nonzero(grid_masks[0], as_tuple=True)
     ty, tx = torch.nonzero(grid_masks[1], as_tuple=True)
     a = F.normalize(feats[0][:, sy, sx].T, dim=1)
@@ -174,7 +175,8 @@ def test_no_gt_anchors_keeps_the_clusters_that_contradicting_anchors_reject():
 @pytest.fixture(scope="module")
 def batch(synthetic_data_root):
     pairs = make_adapter(BENCHMARKS.get("synthetic"), resolve_data_root(synthetic_data_root)).pairs("trn").pairs
-    data = TrainingPairs(pairs[:2], TrainDataOptions(resolution=CANVAS), dataset="synthetic")
+    options = TrainDataOptions(resolution=CANVAS, resize=MARCOTrainer.auto_train_resize("synthetic"))
+    data = TrainingPairs(pairs[:2], options)
     return collate_training([data[i] for i in range(2)])
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from corrbench.backbones import weights as weights_mod
 from corrbench.errors import ConfigError, DataError
 from corrbench.evaluate import RunOptions, run
-from corrbench.matching import Localizer
+from corrbench.similarity import Localizer
 from corrbench.registry import METHODS
 from corrbench.types import FeatureMap
 from corrbench.methods.marco import (

@@ -1,4 +1,4 @@
-"""The MARCO miniature experiment script (benchmarks/marco_synthetic.py), run end to end at a tiny size."""
+"""The MARCO miniature experiment script (experiments/marco_synthetic.py), run end to end at a tiny size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from corrbench.benchmarks import marco_synthetic
+from corrbench.experiments import marco_synthetic
 from corrbench.datasets import make_adapter
 from corrbench.registry import BENCHMARKS
 

@@ -20,7 +20,7 @@ from corrbench.methods.marco.model import MARCOModel
 from corrbench.methods.marco.schedules import RELEASED_SIGMA
 from corrbench.methods.marco.training import PRESETS, MARCOTrainer, MARCOTrainingSettings
 from corrbench.registry import BENCHMARKS
-from corrbench.train_data import TrainDataOptions, TrainingPairs, collate_training
+from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training
 from corrbench.train.api import TrainingPlan, trainer_for
 from corrbench.train.checkpoints import RESUME_KEYS
 from corrbench.train.loop import train
@@ -42,7 +42,8 @@ def make_trainer(settings: MARCOTrainingSettings | None = None, steps_per_epoch:
 @pytest.fixture(scope="module")
 def batch(synthetic_data_root):
     pairs = make_adapter(BENCHMARKS.get("synthetic"), resolve_data_root(synthetic_data_root)).pairs("trn").pairs
-    data = TrainingPairs(pairs[:3], TrainDataOptions(resolution=CANVAS), dataset="synthetic")
+    options = TrainDataOptions(resolution=CANVAS, resize=MARCOTrainer.auto_train_resize("synthetic"))
+    data = TrainingPairs(pairs[:3], options)
     return collate_training([data[i] for i in range(3)])
 
 
@@ -73,6 +74,15 @@ def authors_similarity(features: torch.Tensor, points: torch.Tensor, canvas: int
     return torch.bmm(descriptors, target.flatten(2)).unflatten(-1, (h, w))
 
 
+def test_auto_resize_pads_pf_pascal_and_ap10k_as_the_authors_loaders():
+    chosen = {d: MARCOTrainer.auto_train_resize(d) for d in ("spair", "spair-u", "mp100", "pf-pascal", "ap10k", "synthetic")}
+    assert chosen == {"spair": "stretch", "spair-u": "stretch", "mp100": "stretch", "pf-pascal": "pad", "ap10k": "pad",
+                      "synthetic": "stretch"}
+    assert all(recipe.train_resize == "auto" for recipe in PRESETS.values())
+    options = PRESETS["released"].data_options("pf-pascal", MARCOTrainer.auto_train_resize)
+    assert (options.resolution, options.resize, options.masks) == (630, "pad", "auto")
+
+
 def test_step_follows_the_released_losses_and_normalisation(batch):
     trainer = make_trainer()
     generator_state = trainer.mining_generator.get_state()
@@ -100,6 +110,32 @@ def test_step_follows_the_released_losses_and_normalisation(batch):
     torch.testing.assert_close(out.loss.detach(), expected_ce + expected_dense)
     assert out.loss.requires_grad and out.diagnostics["sigma"] == RELEASED_SIGMA(6) == 3.5
     assert {"student_forward", "teacher_forward", "mining"} <= set(out.seconds)
+
+
+class CountedReads(torch.Tensor):
+    """A tensor that counts its reads to Python numbers (each one a device -> host sync on a GPU)."""
+
+    reads = 0
+
+    def tolist(self):
+        CountedReads.reads += 1
+        return super().tolist()
+
+    def __int__(self):
+        CountedReads.reads += 1
+        return super().__int__()
+
+    def item(self):
+        CountedReads.reads += 1
+        return super().item()
+
+
+def test_mining_reads_the_keypoint_counts_once_per_batch(batch):
+    trainer = make_trainer()
+    CountedReads.reads = 0
+    counted = dataclasses.replace(batch, num_points=batch.num_points.as_subclass(CountedReads))
+    trainer.training_step(counted, step=0, epoch=0)
+    assert batch.size == 3 and CountedReads.reads == 1
 
 
 def test_teacher_follows_the_student_with_the_momentum_of_the_step():

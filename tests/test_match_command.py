@@ -9,7 +9,7 @@ from PIL import Image
 
 from corrbench.cli import cli
 from corrbench.errors import ConfigError
-from corrbench.match_pair import parse_points, read_points_file
+from corrbench.match_images import parse_points, read_points_file
 from corrbench.visualize import draw_correspondences
 
 

@@ -9,7 +9,7 @@ from corrbench.config import parse_assignments
 from corrbench.errors import ConfigError, MatcherContractError
 from corrbench.geometry import ResizePolicy
 from corrbench.matcher import FeatureMatcher, Matcher
-from corrbench.matching import build_localizer
+from corrbench.localizers import build_localizer
 from corrbench.types import FeatureMap, MatchOutput, Pair
 
 

@@ -89,7 +89,7 @@ import dataclasses
 import torch
 from corrbench import FeatureMatcher, Matcher, MatchOutput
 from corrbench.geometry import ResizePolicy
-from corrbench.matching import build_localizer
+from corrbench.localizers import build_localizer
 from corrbench.types import FeatureMap
 """
 

@@ -1,5 +1,5 @@
-"""A regular (non-editable) install carries methods/, benchmarks/ and the published numbers inside the
-corrbench namespace, and squats no generic top-level name."""
+"""A regular (non-editable) install carries methods/, benchmarks/, perf/, experiments/ and the published numbers
+inside the corrbench namespace, and squats no generic top-level name."""
 
 import subprocess
 import sys
@@ -30,3 +30,8 @@ def test_regular_install_imports_and_runs(tmp_path):
                              check=True, capture_output=True, text=True, cwd=tmp_path,
                              env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert "tiny-vit" in listing.stdout and "unavailable" not in listing.stdout
+    # the README's performance and experiment commands (`python -m corrbench.perf.mining ...`) work there too
+    for module in ("corrbench.perf.mining", "corrbench.experiments.marco_synthetic"):
+        usage = subprocess.run([sys.executable, "-m", module, "--help"], check=True, capture_output=True, text=True,
+                               cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+        assert usage.stdout.startswith("usage:"), (module, usage.stdout)

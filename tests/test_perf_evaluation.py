@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from corrbench.benchmarks.perf import evaluation
+from corrbench.perf import evaluation
 from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.evaluate import RunOptions, run

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from corrbench.benchmarks.perf.mining_loops import loop_dense_flow, loop_mine_matches
-from corrbench.benchmarks.perf.mining_pair import make_mining_pair
-from corrbench.methods.marco.flow_anchoring import mine_matches, piecewise_affine_flow
+from corrbench.perf.mining_loops import loop_dense_flow, loop_mine_matches
+from corrbench.perf.mining_pair import make_mining_pair
+from corrbench.methods.marco.flow import piecewise_affine_flow
+from corrbench.methods.marco.flow_anchoring import mine_matches
 
 
 @pytest.fixture(scope="module")

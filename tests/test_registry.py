@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from corrbench.errors import ConfigError, UnknownNameError
@@ -100,3 +102,16 @@ def test_editing_a_file_reference_changes_its_identity(tmp_path):
     assert file_module_name(path) == before
     path.write_text("X = 2\n")
     assert file_module_name(path) != before
+
+
+def test_an_unknown_dataset_adapter_gets_did_you_mean_and_the_known_names():
+    from corrbench.datasets import DATASETS, make_adapter
+    from corrbench.datasets.ap10k.adapter import AP10K
+    from corrbench.protocol import BenchmarkSpec
+
+    assert DATASETS.get("ap10k") is AP10K
+    spec = BenchmarkSpec(name="mine", version=1, description="", dataset="ap10", data_dir="AP-10K", split="test")
+    with pytest.raises(UnknownNameError, match="unknown dataset adapter 'ap10'") as caught:
+        make_adapter(spec, Path("/nonexistent"))
+    assert caught.value.hint.startswith("did you mean 'ap10k'")
+    assert "use one of ap10k, mp100, pf-pascal, pf-willow, spair, spair-u, synthetic" in caught.value.hint

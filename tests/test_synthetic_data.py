@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corrbench.datasets import synthetic
-from corrbench.datasets.synthetic import CATEGORIES, GENERATOR_VERSION, category_keypoints, generate_synthetic
+from corrbench.datasets.synthetic import generate as synthetic_generate
+from corrbench.datasets.synthetic.generate import generate_synthetic
+from corrbench.datasets.synthetic.layout import CATEGORIES, GENERATOR_VERSION, category_keypoints
+from corrbench.datasets.synthetic.render import to_canvas
+from corrbench.datasets.synthetic.sketches import ellipse
 from corrbench.errors import ConfigError, DataError
 
 SPLITS = ("trn", "val", "test")
@@ -311,7 +314,7 @@ def test_drawing_follows_the_pixel_centre_convention(centre):
 
     W = H = 48
     canvas = Image.new("L", (2 * W, 2 * H), 0)
-    poly = synthetic._to_canvas(synthetic._ellipse(centre, 6.3, 3.1, 20, 64))
+    poly = to_canvas(ellipse(centre, 6.3, 3.1, 20, 64))
     ImageDraw.Draw(canvas).polygon(poly.ravel().tolist(), fill=1)
     cover = np.asarray(canvas, np.float64).reshape(H, 2, W, 2).mean(axis=(1, 3))
     ys, xs = np.mgrid[:H, :W]
@@ -357,7 +360,7 @@ def test_colour_matching_does_not_solve_it(dataset):
 def test_pair_selection_and_extra_skip_rules(tmp_path, monkeypatch):
     """With visibility thinned out, exactly the candidate pairs with >= 3 shared seen keypoints are written,
     and an extra (unseen) pair file exists exactly when >= 1 unseen keypoint is shared."""
-    real = synthetic._render_instance
+    real = synthetic_generate.render_instance
     calls = {"n": 0}
 
     def thinned(*args, **kwargs):
@@ -370,7 +373,7 @@ def test_pair_selection_and_extra_skip_rules(tmp_path, monkeypatch):
             inst.unseen = [None] * len(inst.unseen)
         return inst
 
-    monkeypatch.setattr(synthetic, "_render_instance", thinned)
+    monkeypatch.setattr(synthetic_generate, "render_instance", thinned)
     root = tmp_path / "ds"
     manifest = generate_synthetic(root, seed=5, images_per_category=9,
                                   pairs_per_category={"trn": 100, "val": 100, "test": 100})
@@ -429,7 +432,7 @@ def test_empty_root_is_filled_and_no_temp_dir_is_left(tmp_path, capsys):
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = synthetic._render_instance
+    real = synthetic_generate.render_instance
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -437,7 +440,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "_render_instance", flaky)
+    monkeypatch.setattr(synthetic_generate, "render_instance", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate_synthetic(tmp_path / "ds", seed=0, **SMALL)
     assert calls["n"] == 7
@@ -460,7 +463,7 @@ def test_default_dataset(tmp_path):
 
 
 def test_the_adapter_generates_with_its_options_and_refuses_a_dataset_made_with_others(tmp_path):
-    from corrbench.datasets.synthetic_adapter import SyntheticDataset
+    from corrbench.datasets.synthetic.adapter import SyntheticDataset
 
     root = tmp_path / "corrbench-synthetic"
     SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
@@ -481,3 +484,17 @@ def test_the_adapter_generates_with_its_options_and_refuses_a_dataset_made_with_
         SyntheticDataset(root, seed=3, images_per_category=8, pairs_per_category={"trn": 10}).prepare(progress=False)
     with pytest.raises(ConfigError, match="images_per_category must be an integer >= 6"):
         SyntheticDataset(root, seed=3, images_per_category=2)
+
+
+def test_an_unreadable_manifest_is_a_data_error_naming_the_file(tmp_path):
+    from corrbench.datasets.synthetic.adapter import SyntheticDataset
+
+    root = tmp_path / "corrbench-synthetic"
+    SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
+    (root / "synthetic_manifest.json").write_bytes(b'{"seed": 3,')  # cut short, as by a full disk
+    with pytest.raises(DataError, match=r"synthetic_manifest\.json: not valid JSON \(") as caught:
+        SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)
+    assert "delete" in caught.value.hint
+    (root / "synthetic_manifest.json").write_text("[3]")
+    with pytest.raises(DataError, match="expected a JSON object, found list"):
+        SyntheticDataset(root, seed=3, **SMALL).prepare(progress=False)

@@ -19,14 +19,16 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, pixels_to_cells
-from corrbench.matching import build_localizer, sample_descriptors, similarity_maps
+from corrbench.localizers import build_localizer
+from corrbench.similarity import sample_descriptors, similarity_maps
 from corrbench.registry import BENCHMARKS, METHODS
-from corrbench.train_data import (
+from corrbench.train.data import (
     EpochBatches,
     TrainDataOptions,
     TrainingPairs,
     collate_training,
     nearest_resize,
+    resolve_resize,
     sam_mask_path,
 )
 from corrbench.train.api import StepOutput, TrainerBase, TrainingError, TrainingRecipe
@@ -131,7 +133,7 @@ def pairs(synthetic_data_root):
 
 def test_stretched_item_follows_marcos_preprocessing(pairs):
     pair = pairs[0]
-    item = TrainingPairs([pair], TrainDataOptions(resolution=56), dataset="synthetic")[0]
+    item = TrainingPairs([pair], TrainDataOptions(resolution=56, resize="stretch"))[0]
     assert item["images"].shape == (2, 3, 56, 56) and item["masks"].shape == (2, 56, 56)
     (w, h), valid = pair.src_size, pair.valid
     expected = pair.src_kps[valid] * np.array([56 / w, 56 / h])
@@ -169,7 +171,7 @@ def test_nearest_resize_picks_what_interpolate_picks():
 
 
 def test_collate_pads_keypoints_and_marks_real_rows(pairs):
-    data = TrainingPairs(pairs[:3], TrainDataOptions(resolution=28))
+    data = TrainingPairs(pairs[:3], TrainDataOptions(resolution=28, resize="stretch"))
     batch = collate_training([data[i] for i in range(3)])
     counts = [int(p.valid.sum()) for p in pairs[:3]]
     assert batch.num_points.tolist() == counts and batch.keypoints.shape == (3, 2, max(counts), 2)
@@ -180,11 +182,29 @@ def test_collate_pads_keypoints_and_marks_real_rows(pairs):
 
 def test_masks_option_errors(pairs, tmp_path):
     with pytest.raises(ConfigError, match="neither"):
-        TrainingPairs(pairs, TrainDataOptions(masks=str(tmp_path / "nowhere")))
+        TrainingPairs(pairs, TrainDataOptions(resolution=630, resize="stretch", masks=str(tmp_path / "nowhere")))
     no_masks = [dataclasses.replace(p, src_mask=None) for p in pairs[:2]]
     with pytest.raises(ConfigError, match="no segmentation"):
-        TrainingPairs(no_masks, TrainDataOptions(masks="segmentation"))
-    assert TrainingPairs(no_masks, TrainDataOptions()).mask_source(no_masks[0]) == "keypoint-box"
+        TrainingPairs(no_masks, TrainDataOptions(resolution=630, resize="stretch", masks="segmentation"))
+    assert TrainingPairs(no_masks, TrainDataOptions(resolution=630, resize="stretch")).mask_source(no_masks[0]) == "keypoint-box"
+
+
+def test_auto_resize_is_the_methods_choice_per_dataset():
+    neutral = TrainerBase().auto_train_resize
+    assert [resolve_resize("auto", d, neutral) for d in ("spair", "pf-pascal", "ap10k")] == ["stretch"] * 3
+    assert resolve_resize("pad", "spair", neutral) == "pad"  # a named rule is used as is
+
+    def pads_pf_pascal(dataset):
+        return "pad" if dataset == "pf-pascal" else "stretch"
+
+    assert (resolve_resize("auto", "pf-pascal", pads_pf_pascal), resolve_resize("auto", "spair", pads_pf_pascal)) == (
+        "pad", "stretch")
+    with pytest.raises(ConfigError, match="unknown training resize rule 'crop'"):
+        resolve_resize("crop", "spair", neutral)
+    with pytest.raises(ConfigError, match="chose 'crop' for dataset 'spair'"):
+        resolve_resize("auto", "spair", lambda dataset: "crop")
+    with pytest.raises(ConfigError, match="unknown training resize rule 'auto'"):  # the pipeline takes a rule
+        TrainDataOptions(resolution=64, resize="auto")
 
 
 def test_sam_mask_path_mirrors_the_image_folders(tmp_path):
@@ -408,6 +428,28 @@ def test_setting_resolution_alone_says_which_canvas_training_uses(tmp_path, data
                          max_steps=1, validate=False))
     assert "notice" not in capsys.readouterr().err
     assert json.loads((both.directory / "train.json").read_text())["recipe"]["train_resolution"] == 32
+
+
+class PaddingTrainable(TinyTrainable):
+    """TinyTrainable whose trainer pads every dataset when its recipe says ``train_resize="auto"``."""
+
+    def auto_train_resize(self, dataset):
+        return "pad"
+
+
+if "test-padding" not in METHODS:
+    METHODS.register("test-padding", PaddingTrainable)
+
+
+def test_auto_resize_follows_the_trainers_choice(tmp_path, data_env):
+    def recorded(**overrides):
+        outcome = train(options(tmp_path, max_steps=1, validate=False, **overrides))
+        config = json.loads((outcome.directory / "train.json").read_text())
+        return config["recipe"]["train_resize"], config["data"]["resize"]
+
+    assert recorded(method="test-padding") == ("auto", "pad")
+    assert recorded() == ("auto", "stretch")  # TrainerBase's neutral choice
+    assert recorded(method="test-padding", options={"train_resize": "stretch"}) == ("stretch", "stretch")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ visible (v > 0) keypoints of all its annotations in file order, cuts both lists 
 row i of the source against row i of the target. A row counts as mismatched here when its two entries are
 different keypoint types (different indices within the category): a lower bound on wrong rows, since two
 entries of one type on different animals of a multi-animal image count as matched. corrbench pairs keypoints by
-index on one annotation per image instead (``corrbench.datasets.mp100``).
+index on one annotation per image instead (``corrbench.datasets.mp100.adapter``).
 
 Usage (MP-100's test annotations and MARCO's released pair lists, ``pairs_*.json``):
 

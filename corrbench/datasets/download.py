@@ -22,7 +22,6 @@ point outside the archive are refused.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -36,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import DataError
-from ..files import file_sha256, replacing, write_json_atomic
+from ..files import UnreadableJSON, file_sha256, read_json, replacing, write_json_atomic
 
 #: (connect, read) seconds: an unreachable server fails fast, a slow but alive one gets a minute per chunk.
 TIMEOUT = (10, 60)
@@ -225,8 +224,8 @@ def _read_record(record_path: Path) -> dict | None:
     if not record_path.exists():
         return None
     try:
-        record = json.loads(record_path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        record = read_json(record_path)
+    except UnreadableJSON as exc:
         raise DataError(f"{record_path}: not a readable download record ({exc})",
                         hint=f"delete {record_path} and run again; it is rewritten once the download is checked"
                         ) from None

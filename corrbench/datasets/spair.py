@@ -24,13 +24,13 @@ unconditionally), so a pair file without them is malformed: the SPair benchmarks
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..files import UnreadableJSON, read_json
 from ..types import Pair
 from .base import DatasetAdapter, PairSet, SkippedPair
 from .download import DatasetSource
@@ -196,8 +196,8 @@ class SPairLayout(DatasetAdapter):
             self.skip(skipped, stem, "malformed pair file", path, detail)
 
         try:
-            data = json.loads(path.read_bytes())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = read_json(path)
+        except UnreadableJSON as exc:
             return bad(f"not valid JSON ({exc})")
         if not isinstance(data, dict):
             return bad(f"expected a JSON object, found {type(data).__name__}")

@@ -9,4 +9,6 @@ benchmark's training split.
 ``checkpoints``   checkpoint files, resume lookup, generator states, run identity
 ``record``        train.json, log.jsonl and summary.json
 ``distributed``   torchrun processes and the DDP-wrapped student
+``data``          training pairs, masks and preprocessing (method-neutral)
+``losses``        objectives that more than one method trains with
 """

@@ -24,7 +24,7 @@ import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 from ..errors import ConfigError, CorrbenchError
 from ..registry import Registry, import_target, is_file_reference
@@ -48,7 +48,7 @@ class TrainingRecipe:
     batch_size: pairs per optimisation step over all processes. epochs: passes over the training split.
     clip_grad_norm: max global gradient norm, or None for no clipping.
     train_resolution, train_resize, masks: the training canvas and object masks
-        (``corrbench.train_data.TrainDataOptions``; named apart from the methods' inference options).
+        (``corrbench.train.data.TrainDataOptions``; named apart from the methods' inference options).
     method: the method's own training settings (a dataclass; ``--set`` overrides its fields), or None.
 
     Keyword-only, so the required fields keep their place: the field order is the order of the recipe in
@@ -78,10 +78,12 @@ class TrainingRecipe:
         if self.method is not None and not dataclasses.is_dataclass(self.method):
             raise ConfigError("TrainingRecipe.method must be a dataclass instance of the method's settings")
 
-    def data_options(self):
-        from ..train_data import TrainDataOptions
+    def data_options(self, dataset: str, auto_resize: Callable[[str], str]):
+        """The data pipeline's options for ``dataset``; ``auto_resize``: the trainer's ``auto_train_resize``."""
+        from .data import TrainDataOptions, resolve_resize  # imports torch, which the CLI's start-up must not
 
-        return TrainDataOptions(resolution=self.train_resolution, resize=self.train_resize, masks=self.masks)
+        resize = resolve_resize(self.train_resize, dataset, auto_resize)
+        return TrainDataOptions(resolution=self.train_resolution, resize=resize, masks=self.masks)
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method"}
@@ -164,6 +166,10 @@ class Trainable(Protocol):
     def on_optimizer_step(self, step: int) -> Mapping[str, float]:
         """After ``optimizer.step()`` (EMA teacher update); returns diagnostics to log."""
 
+    def auto_train_resize(self, dataset: str) -> str:
+        """The resize rule (``stretch`` or ``pad``) a recipe's ``train_resize="auto"`` gives ``dataset`` (a
+        ``BenchmarkSpec.dataset`` key): the method's choice, see ``corrbench.train.data``."""
+
     def release_state(self) -> dict[str, Any]:
         """The checkpoint in the method's release layout (e.g. ``{"model": state_dict}``)."""
 
@@ -192,6 +198,9 @@ class TrainerBase:
 
     def on_optimizer_step(self, step: int) -> Mapping[str, float]:
         return {}
+
+    def auto_train_resize(self, dataset: str) -> str:
+        return "stretch"  # neutral: every dataset stretched to the square canvas
 
     def extra_state(self) -> dict[str, Any]:
         return {}

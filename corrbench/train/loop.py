@@ -6,12 +6,12 @@ In order:
    ``training_method_defaults`` and the ``--set`` keys its options know, and asked for its trainer; a preset of
    the trainer's recipes is picked, then overridden by the other ``--set`` keys and ``--epochs`` /
    ``--batch-size`` / ``--lr`` (``options.split_options``: each key belongs to exactly one owner); the data: the
-   benchmark's dataset read through its adapter, split ``trn`` for training (``corrbench.train_data``) and
+   benchmark's dataset read through its adapter, split ``trn`` for training (``corrbench.train.data``) and
    ``val`` for model selection;
 2. seeds: python, numpy and torch reseeded with ``seed + rank`` (the authors' ``make_deterministic``); the
-   order of pairs comes from its own generator seeded with ``seed + epoch`` (``train_data.EpochBatches``);
+   order of pairs comes from its own generator seeded with ``seed + epoch`` (``train.data.EpochBatches``);
 3. per step (``TrainingLoop._step``): ``training_step`` under autocast (bf16 or fp16 on CUDA when asked),
-   ``loss.backward()`` (loss-scaled in fp16: ``precision.LossScaling``; its state is the checkpoint's
+   ``loss.backward()`` (loss-scaled in fp16: ``dtypes.LossScaling``; its state is the checkpoint's
    ``grad_scaler``), gradient clipping of the unscaled gradients, optimiser step (skipped by fp16 on overflow,
    logged as ``skipped``), ``on_optimizer_step`` (the EMA teacher); constant learning rate;
 4. per epoch (and where ``--max-steps`` stops): validation PCK on the ``val`` pairs with the benchmark's own
@@ -48,9 +48,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..precision import LossScaling, autocast
+from ..dtypes import LossScaling, autocast
 from ..runtime import StageTimer, seed_everything
-from ..train_data import EpochBatches, collate_training
+from .data import EpochBatches, collate_training
 from .api import StepOutput, TrainingError, TrainingPlan, TrainingRecipe
 from .checkpoints import (CHECKPOINT_DIR, LAST, RESUME_KEYS, SCALER_KEY, check_same_run, find_resume_file,
                           load_checkpoint_file, rng_state, run_directory_of, save_checkpoint, set_rng_state)

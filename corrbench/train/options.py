@@ -54,7 +54,7 @@ class TrainOptions:
 
     def check(self) -> None:
         """Refuse values the command line's own types cannot rule out for Python callers."""
-        from ..precision import check_dtype  # imports torch, which the CLI's start-up must not
+        from ..dtypes import check_dtype  # imports torch, which the CLI's start-up must not
 
         check_dtype(self.dtype, TRAIN_DTYPES)
         if self.max_steps is not None and self.max_steps < 1:

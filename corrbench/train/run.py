@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 from ..evaluate import method_name
 from ..registry import BENCHMARKS, METHODS
 from ..runtime import seed_everything
-from ..train_data import TrainingPairs
+from .data import TrainingPairs
 from .checkpoints import run_directory, run_identity
 from .distributed import Processes, start_processes
 from .options import MethodToTrain, TrainOptions, build_for_training, canvas_notice, check_precision_device
@@ -38,7 +38,7 @@ class TrainingRun:
     identity: dict[str, Any]
     run_dir: Path
     notices: list[str]
-    train_data: Any = None  # corrbench.train_data.TrainingPairs, read by prepare
+    train_data: Any = None  # corrbench.train.data.TrainingPairs, read by prepare
     val_pairs: list = field(default_factory=list)
 
     @property
@@ -82,7 +82,8 @@ class TrainingRun:
         adapter = make_adapter(self.spec, resolve_data_root(opts.data_root))
         adapter.prepare(progress=opts.progress and self.procs.main, download=opts.download)
         train_set = adapter.pairs(TRAIN_SPLIT, self.spec.subset)
-        self.train_data = TrainingPairs(train_set.pairs, self.recipe.data_options(), dataset=self.spec.dataset)
+        options = self.recipe.data_options(self.spec.dataset, self.trainer.auto_train_resize)
+        self.train_data = TrainingPairs(train_set.pairs, options)
         self.val_pairs = self._val_pairs(adapter) if opts.validate else []
 
     def _val_pairs(self, adapter: Any) -> list:

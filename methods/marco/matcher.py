@@ -63,7 +63,7 @@ from corrbench.config import option
 from corrbench.errors import ConfigError
 from corrbench.geometry import ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_image
 from corrbench.matcher import FeatureMatcher
-from corrbench.matching import GaussianSoftArgmax, Localizer, sample_descriptors, similarity_maps
+from corrbench.similarity import GaussianSoftArgmax, Localizer, sample_descriptors, similarity_maps
 from corrbench.types import FeatureMap
 
 from .checkpoint import build_marco_model

@@ -43,8 +43,8 @@ changed (so they appear in the run's recorded ``recipe.method`` and identity):
                         matches alone, every flow pixel landing in the target mask is a candidate; no GT seeds,
                         no GT-anchored cluster filtering (Tab. 4 "+ Delaunay & warp").
 ``geosc-objective``     ``objective=geosc, self_distillation=false``: the same architecture trained with Geo-SC's
-                        InfoNCE + l2 (``losses.geosc_loss``) instead of the coarse-to-fine CE, no dense loss
-                        (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
+                        InfoNCE + l2 (``corrbench.train.losses.geosc_loss``) instead of the coarse-to-fine CE, no
+                        dense loss (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
 
 Geo-SC objective, what fits and what does not: the keypoints (clamped into the canvas) go to cells with the
 ``x * w / W`` rule on MARCO's upsampled grid; the log scale is a trainer-owned parameter initialised at
@@ -53,6 +53,14 @@ layout; its gradient is averaged over processes by a hook); temperature ``geosc_
 Not reproduced (the paper does not state them for Tab. 8, and the batch has no flip permutations or bboxes):
 Geo-SC's pose-aware flip augmentation and its Gaussian noise on the target flow (std from the bbox); the
 released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
+
+Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
+padded (longest side to the canvas, zeros at the bottom and right), every other dataset is stretched, as the
+authors' loaders do: ``datasets/dataset.py`` resizes the longest side and pads (``data_utils.resize_longest_side``
++ ``pad_tensor_no_resize``) unless a subclass passes ``use_original_imsize=False``, which ``spair.py`` and
+``spair_u.py`` do; ``mp100.py`` stretches with its own ``Resize((S, S))``; ``pfpascal.py`` and ``ap10k.py`` pad.
+corrbench's synthetic benchmark (SPair-71k's layout) is stretched. The rules themselves are corrbench's
+(``corrbench.train.data``).
 
 Method settings (``--set``; ``MARCOTrainingSettings``): ``self_distillation`` (false: the ``marco-sup``
 ablation, no teacher, no mining), ``sigma_schedule`` (``released``, ``paper``, ``fixed-<s>``), ``ema_start``,
@@ -90,17 +98,21 @@ from corrbench.errors import ConfigError
 from corrbench.geometry import pixels_to_cells
 from corrbench.runtime import StageTimer
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
-from corrbench.train_data import TrainingBatch
+from corrbench.train.data import TrainingBatch
+from corrbench.train.losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, geosc_loss
 
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
 from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
-from .losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, MARCO_TEMPERATURE, CoarseToFineLoss, geosc_loss
+from .losses import MARCO_TEMPERATURE, CoarseToFineLoss
 from .matcher import CELL_RULE, similarity_at_points
 from .schedules import MomentumSchedule, sigma_schedule
 
 #: The supervised objective on the GT keypoints (``MARCOTrainingSettings.objective``).
 OBJECTIVES = ("marco", "geosc")
+#: Datasets (``BenchmarkSpec.dataset`` keys) the authors train with longest side + padding; the rest stretch
+#: (module docstring, "Training canvas").
+PAD_DATASETS = frozenset({"pf-pascal", "ap10k"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +129,7 @@ class MARCOTrainingSettings:
     flow_weight: float = 1.0
     flow_k: int = 7
     # Ablations (paper Tab. 4 and 8; the module docstring's "Ablation presets"):
-    objective: str = "marco"  # marco: coarse-to-fine CE | geosc: Geo-SC's InfoNCE + l2 (``losses.geosc_loss``)
+    objective: str = "marco"  # marco: coarse-to-fine CE | geosc: Geo-SC's InfoNCE + l2 (train.losses.geosc_loss)
     geosc_temperature: float = GEOSC_TEMPERATURE  # soft-argmax temperature of Geo-SC's l2 term
     flow_pseudo_labels: str = "flow"  # FlowAnchoringConfig.pseudo_labels: flow | mutual | nearest
     flow_keypoint_seeds: bool = True  # FlowAnchoringConfig.keypoint_seeds
@@ -205,6 +217,11 @@ class MARCOTrainer(TrainerBase):
     def training_presets() -> Mapping[str, TrainingRecipe]:
         return PRESETS
 
+    @staticmethod
+    def auto_train_resize(dataset: str) -> str:
+        """``pad`` for PF-PASCAL and AP-10K, ``stretch`` elsewhere (module docstring, "Training canvas")."""
+        return "pad" if dataset in PAD_DATASETS else "stretch"
+
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
         self.settings = recipe.method if recipe.method is not None else MARCOTrainingSettings()
         self.plan = plan
@@ -247,8 +264,8 @@ class MARCOTrainer(TrainerBase):
             with timer("teacher_forward"), torch.no_grad():
                 teacher_features = self.teacher.module(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
             with timer("mining"):
-                for i in range(b):
-                    n = int(batch.num_points[i])
+                num_points = batch.num_points.tolist()  # one device -> host copy per batch, not one per pair
+                for i, n in enumerate(num_points):
                     result = mine_matches(teacher_features[i], batch.masks[i], batch.keypoints[i, :, :n],
                                           self.flow, generator=self.mining_generator)
                     if result.num_matches:

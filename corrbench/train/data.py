@@ -1,0 +1,386 @@
+"""Training pairs as corrbench's engine gives them to every trainer: square canvases, scaled keypoints,
+object masks, batched.
+
+These are corrbench's rules, the same for every method. They were written to reproduce MARCO's released data
+pipeline (visinf/MARCO ``datasets/*.py`` and ``datasets/data_utils.py:collate_fn_train``), the first method
+trained here; where another reference code does the same, it is named. What one training item is
+(``TrainingPairs[i]``):
+
+images
+    Both images resized with PIL's bilinear filter (antialiased when shrinking, as torchvision's ``Resize``
+    on a PIL image does) to the training canvas, then normalised with the ImageNet mean and std. Two resize
+    rules (``RESIZE_RULES``):
+
+    ``stretch``  ``S x S``, aspect ratio changed;
+    ``pad``      longest side to ``S`` (content ``round(W * S / max(W, H))`` x ``round(H * S / max(W, H))``),
+                 then zero-padded at the bottom and right to ``S x S``; the padding is zero AFTER
+                 normalisation, as in MARCO's ``pad_tensor_no_resize``.
+
+    A recipe names one of them, or ``auto``: then the METHOD picks the rule per dataset, through its trainer's
+    ``auto_train_resize(dataset)`` (``TrainerBase``: ``stretch`` for every dataset; MARCO's trainer pads
+    PF-PASCAL and AP-10K as its authors do). ``resolve_resize`` applies that choice.
+
+keypoints
+    Only the keypoints visible in both images (the rows SPair's pair files list; MARCO sets every listed
+    keypoint visible). A coordinate is scaled per axis by ``content / original`` (``x' = x * W'/W``, no
+    half-pixel shift: MARCO's ``scale`` rule) and clamped to ``[1e-4, content - 1 - 1e-4]`` (MARCO's
+    ``regularise_coordinates(eps=1e-4)``; the unified benchmark clamps its training keypoints the same way,
+    Visual-AI/Semantic-Correspondence ``dataset/dataset.py``). ``(2, P, 2)``: row 0 the source, row 1 the target.
+
+masks
+    Where a trainer may look for matches (METHODS.md "Masks"; MARCO's flow anchoring). ``masks="auto"`` takes
+    the dataset's ground-truth segmentation when the adapter gives mask files (SPair-71k, the synthetic
+    benchmark; only the pair category's label value counts), else the tight box around the image's visible
+    keypoints. ``"segmentation"`` insists on the ground truth, ``"keypoint-box"`` always uses the box, and any
+    other value is a folder of SAM masks laid out as MARCO's ``scripts/preprocess_masks_sam.py`` writes them:
+    the image ``<dataset>/JPEGImages/<rel>/<name>.jpg`` has its mask at ``<folder>/<rel>/<name>_mask.png``
+    (object where the 8-bit value is above 127). A segmentation or SAM mask is brought to the canvas by
+    nearest-neighbour resizing (``stretch``; MARCO's ``F.interpolate(mode="nearest")``) or by PIL's
+    bilinear filter then a 0.5 threshold (``pad``; MARCO's ``resize_longest_side`` + ``> 0.5``). A
+    keypoint box is drawn directly on the canvas: every pixel whose centre lies in
+    ``[floor(min), ceil(max)]`` of the scaled visible keypoints. Padding is never object.
+
+Batches (``collate_training``) pad keypoints with zeros to the largest count in the batch and mark real rows
+in ``visible``, as MARCO's ``collate_fn_train`` does. The pipeline applies no data augmentation (MARCO's
+released trainer applies none); a method whose reference code augments states that difference in its own
+docstring. Randomness lives only in the order of pairs, which ``EpochBatches`` draws from the run's seed and
+the epoch.
+
+Pairs with no keypoint visible in both images cannot supervise anything and are left out (counted in
+``TrainingPairs.dropped``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..backbones import IMAGENET_MEAN, IMAGENET_STD
+from ..datasets.images import load_mask
+from ..errors import ConfigError, DataError
+from ..protocol import clamp_inside  # the one clamp rule (CLAMP_EPS), shared with the scoring frames
+from ..types import Pair
+
+#: How an image is brought to the square training canvas (see the module docstring).
+RESIZE_RULES = ("stretch", "pad")
+#: The recipe value (``TrainingRecipe.train_resize``) that leaves the rule to the method, per dataset.
+AUTO_RESIZE = "auto"
+MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
+
+
+def resolve_resize(resize: str, dataset: str, auto_rule: Callable[[str], str]) -> str:
+    """The rule (``stretch`` or ``pad``) for training on ``dataset`` (a ``BenchmarkSpec.dataset`` key).
+
+    resize: the recipe's ``train_resize``: a rule, or ``auto`` for the method's per-dataset choice
+        ``auto_rule(dataset)`` (a trainer's ``auto_train_resize``).
+    """
+    choices = (AUTO_RESIZE, *RESIZE_RULES)
+    if resize not in choices:
+        raise ConfigError(f"unknown training resize rule {resize!r}", hint=f"use one of {', '.join(choices)}")
+    if resize != AUTO_RESIZE:
+        return resize
+    rule = auto_rule(dataset)
+    if rule not in RESIZE_RULES:
+        raise ConfigError(f"{getattr(auto_rule, '__qualname__', auto_rule)} chose {rule!r} for dataset {dataset!r}",
+                          hint=f"auto_train_resize must return one of {', '.join(RESIZE_RULES)}")
+    return rule
+
+
+@dataclass(frozen=True)
+class TrainDataOptions:
+    """How training pairs are prepared (see the module docstring); a recipe's ``data_options`` builds it.
+
+    resolution: side S of the square training canvas (the recipe's ``train_resolution``).
+    resize: ``stretch`` or ``pad`` (longest side + bottom/right padding): a recipe's ``auto`` is resolved to
+        one of them first (``resolve_resize``).
+    masks: ``auto``, ``segmentation``, ``keypoint-box`` or a folder of SAM masks.
+    mean, std: per-channel normalisation of RGB values in [0, 1].
+    """
+
+    resolution: int
+    resize: str
+    masks: str = "auto"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if int(self.resolution) < 2:
+            raise ConfigError(f"training resolution must be at least 2 pixels, got {self.resolution}")
+        if self.resize not in RESIZE_RULES:
+            raise ConfigError(f"unknown training resize rule {self.resize!r}",
+                              hint=f"use one of {', '.join(RESIZE_RULES)} (resolve_resize turns a recipe's auto into one)")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingBatch:
+    """A batch of B training pairs on one canvas size S (P = the largest keypoint count in the batch).
+
+    images: ``(B, 2, 3, S, S)`` normalised; ``[:, 0]`` source, ``[:, 1]`` target.
+    keypoints: ``(B, 2, P, 2)`` ``(x, y)`` canvas pixels; ``[:, 0]`` source, ``[:, 1]`` target; padding rows 0.
+    visible: ``(B, P)`` bool, True on real keypoint rows.
+    num_points: ``(B,)`` int64, the real rows per pair.
+    masks: ``(B, 2, S, S)`` bool object masks on the canvas.
+    content_sizes: ``(B, 2, 2)`` int64 ``(W', H')`` of the image content inside the canvas (= S, S when
+        stretched); pixels beyond it are padding.
+    pair_ids, categories: B strings each.
+    """
+
+    images: torch.Tensor
+    keypoints: torch.Tensor
+    visible: torch.Tensor
+    num_points: torch.Tensor
+    masks: torch.Tensor
+    content_sizes: torch.Tensor
+    pair_ids: Sequence[str]
+    categories: Sequence[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.pair_ids)
+
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the canvas."""
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "TrainingBatch":
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return replace(self, images=move(self.images), keypoints=move(self.keypoints), visible=move(self.visible),
+                       num_points=move(self.num_points), masks=move(self.masks),
+                       content_sizes=move(self.content_sizes))
+
+    def pin_memory(self) -> "TrainingBatch":  # DataLoader(pin_memory=True) calls this on custom batches
+        return replace(self, images=self.images.pin_memory(), keypoints=self.keypoints.pin_memory(),
+                       visible=self.visible.pin_memory(), num_points=self.num_points.pin_memory(),
+                       masks=self.masks.pin_memory(), content_sizes=self.content_sizes.pin_memory())
+
+
+def canvas_geometry(size: tuple[int, int], resolution: int, resize: str) -> tuple[int, int]:
+    """``(W', H')`` of an image's content on the canvas."""
+    w, h = size
+    if resize == "stretch":
+        return resolution, resolution
+    scale = resolution / max(w, h)
+    return int(round(w * scale)), int(round(h * scale))
+
+
+def scale_keypoints(points: np.ndarray, size: tuple[int, int], content: tuple[int, int]) -> np.ndarray:
+    """Original pixels -> canvas pixels by ``x * W'/W``, clamped to ``[1e-4, W'-1-1e-4]`` (module docstring)."""
+    (w, h), (cw, ch) = size, content
+    out = np.asarray(points, dtype=np.float64) * np.array([cw / w, ch / h])
+    return clamp_inside(out, cw, ch)
+
+
+def keypoint_box_mask(points: np.ndarray, resolution: int) -> torch.Tensor:
+    """``(S, S)`` bool: pixels whose centres lie in the box ``[floor(min), ceil(max)]`` of canvas points."""
+    mask = torch.zeros(resolution, resolution, dtype=torch.bool)
+    if len(points) == 0:
+        return mask
+    x1, y1 = np.floor(points.min(axis=0)).astype(int).clip(0, resolution - 1)
+    x2, y2 = np.ceil(points.max(axis=0)).astype(int).clip(0, resolution - 1)
+    mask[y1 : y2 + 1, x1 : x2 + 1] = True
+    return mask
+
+
+def sam_mask_path(image: Path, folder: Path) -> Path:
+    """Where MARCO's SAM preprocessing script puts the mask of ``image`` (see the module docstring)."""
+    parts = image.parts
+    if "JPEGImages" in parts:
+        rel = Path(*parts[len(parts) - parts[::-1].index("JPEGImages") :])
+    else:
+        rel = Path(image.parent.name) / image.name
+    return folder / rel.parent / f"{rel.stem}_mask.png"
+
+
+class TrainingPairs(torch.utils.data.Dataset):
+    """The training items of a list of ``Pair`` records (see the module docstring for every rule)."""
+
+    def __init__(self, pairs: Sequence[Pair], options: TrainDataOptions):
+        self.options = options
+        self.resize = options.resize  # recorded in the run's train.json
+        usable = [p for p in pairs if p.valid.any()]
+        self.dropped = len(pairs) - len(usable)
+        self.pairs = usable
+        if not usable:
+            raise DataError(
+                f"none of the {len(pairs)} training pairs has a keypoint visible in both images",
+                hint="check the training split of the benchmark's dataset",
+            )
+        masks = options.masks
+        self.sam_folder: Path | None = None
+        if masks not in MASK_SOURCES:
+            self.sam_folder = Path(masks).expanduser()
+            if not self.sam_folder.is_dir():
+                raise ConfigError(
+                    f"mask source {masks!r} is neither {', '.join(MASK_SOURCES)} nor an existing folder of SAM masks",
+                    hint="pass masks=auto, masks=keypoint-box, or the folder your SAM preprocessing wrote",
+                )
+        elif masks == "segmentation":
+            missing = [p.pair_id for p in usable if p.src_mask is None or p.trg_mask is None]
+            if missing:
+                raise ConfigError(
+                    f"masks=segmentation, but {len(missing)} training pairs have no segmentation files "
+                    f"(first: {missing[0]!r})",
+                    hint="use masks=auto (keypoint boxes where segmentation is missing), masks=keypoint-box, or a "
+                    "folder of SAM masks",
+                )
+        self._mean = np.asarray(options.mean, dtype=np.float32).reshape(3, 1, 1)
+        self._std = np.asarray(options.std, dtype=np.float32).reshape(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def mask_source(self, pair: Pair) -> str:
+        """What this pair's masks come from: ``sam``, ``segmentation`` or ``keypoint-box``."""
+        if self.sam_folder is not None:
+            return "sam"
+        if self.options.masks == "keypoint-box" or pair.src_mask is None or pair.trg_mask is None:
+            return "keypoint-box"
+        return "segmentation"
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pair = self.pairs[index]
+        valid = pair.valid
+        source = self.mask_source(pair)
+        images, keypoints, masks, contents = [], [], [], []
+        for side in ("src", "trg"):
+            path: Path = getattr(pair, f"{side}_image")
+            size = getattr(pair, f"{side}_size")
+            content = canvas_geometry(size, self.options.resolution, self.resize)
+            images.append(self._image(path, size, content))
+            keypoints.append(scale_keypoints(getattr(pair, f"{side}_kps")[valid], size, content))
+            if source == "keypoint-box":
+                seen = getattr(pair, f"{side}_visible") & np.isfinite(getattr(pair, f"{side}_kps")).all(axis=1)
+                box_points = scale_keypoints(getattr(pair, f"{side}_kps")[seen], size, content)
+                masks.append(keypoint_box_mask(box_points, self.options.resolution))
+            else:
+                masks.append(self._mask(pair, side, size, content, sam=source == "sam"))
+            contents.append(content)
+        return {
+            "pair_id": pair.pair_id,
+            "category": pair.category,
+            "images": torch.stack(images),
+            "keypoints": torch.from_numpy(np.stack(keypoints)).float(),
+            "masks": torch.stack(masks),
+            "content_sizes": torch.tensor(contents, dtype=torch.int64),
+        }
+
+    # -- pixels (numpy: these run in loader workers, where torch's intra-op threads only contend) ----------
+    def _canvas(self, content: np.ndarray) -> np.ndarray:
+        """Pad ``(..., H', W')`` content with zeros at the bottom and right to ``S x S``."""
+        s = self.options.resolution
+        canvas = np.zeros((*content.shape[:-2], s, s), dtype=content.dtype)
+        canvas[..., : content.shape[-2], : content.shape[-1]] = content
+        return canvas
+
+    def _image(self, path: Path, size: tuple[int, int], content: tuple[int, int]) -> torch.Tensor:
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except FileNotFoundError:
+            raise DataError(f"image not found: {path}", hint="check the dataset is complete under the data root") from None
+        except OSError as exc:
+            raise DataError(f"cannot read image {path}: {exc}", hint="the file is corrupt; re-download the dataset") from None
+        if rgb.size != tuple(size):
+            raise DataError(f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its annotation says {size[0]}x{size[1]}")
+        pixels = np.asarray(rgb.resize(content, Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+        normalised = (pixels - self._mean) / self._std  # float32 throughout, as ToTensor + Normalize
+        return torch.from_numpy(self._canvas(normalised))
+
+    def _mask(self, pair: Pair, side: str, size: tuple[int, int], content: tuple[int, int], *, sam: bool) -> torch.Tensor:
+        if sam:
+            path = sam_mask_path(getattr(pair, f"{side}_image"), self.sam_folder)
+            if not path.is_file():
+                raise DataError(f"SAM mask not found: {path}", hint="run the SAM mask preprocessing for every training image")
+            with Image.open(path) as image:
+                gray = image.convert("L")
+            if self.resize == "pad":
+                resized = np.asarray(gray.resize(content, Image.BILINEAR), dtype=np.float32) / np.float32(255) > 0.5
+                return torch.from_numpy(self._canvas(resized))
+            mask = np.asarray(gray) > 127
+        else:
+            mask = load_mask(getattr(pair, f"{side}_mask"), size, pair.meta.get("mask_label")).numpy()
+        return torch.from_numpy(self._canvas(nearest_resize(mask, content)))
+
+
+def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` -> ``(H', W')`` for ``size = (W', H')``, picking exactly what ``F.interpolate(mode="nearest")``
+    picks: source index ``floor(i * (in / out))`` in float32, clamped to the last row or column."""
+
+    def indices(n_in: int, n_out: int) -> np.ndarray:
+        scale = np.float32(n_in) / np.float32(n_out)
+        return np.minimum(np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64), n_in - 1)
+
+    return array[indices(array.shape[0], size[1])[:, None], indices(array.shape[1], size[0])[None, :]]
+
+
+def collate_training(items: Sequence[dict[str, Any]]) -> TrainingBatch:
+    """Stack items; keypoints padded with zeros to the largest count (``visible`` marks real rows)."""
+    counts = [int(item["keypoints"].shape[1]) for item in items]
+    most = max(counts)
+    keypoints = torch.zeros(len(items), 2, most, 2, dtype=torch.float32)
+    visible = torch.zeros(len(items), most, dtype=torch.bool)
+    for b, (item, n) in enumerate(zip(items, counts)):
+        keypoints[b, :, :n] = item["keypoints"]
+        visible[b, :n] = True
+    return TrainingBatch(
+        images=torch.stack([item["images"] for item in items]),
+        keypoints=keypoints,
+        visible=visible,
+        num_points=torch.tensor(counts, dtype=torch.int64),
+        masks=torch.stack([item["masks"] for item in items]),
+        content_sizes=torch.stack([item["content_sizes"] for item in items]),
+        pair_ids=[item["pair_id"] for item in items],
+        categories=[item["category"] for item in items],
+    )
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of indices for one process: a seeded permutation per epoch, identical on every world size.
+
+    The permutation of epoch ``e`` is ``torch.randperm(n)`` from a generator seeded with ``seed + e`` (what
+    ``DistributedSampler`` does); it is cut into global batches of ``batch_size`` (the last incomplete batch
+    is dropped, as MARCO's ``BatchSampler(drop_last=True)``), and process ``rank`` of ``world_size``
+    takes every ``world_size``-th index of each global batch. So the union over processes of step ``k``'s
+    batches is exactly the single-process batch ``k``, whatever the number of processes.
+
+    ``start_batch`` skips the first batches of the epoch, to resume a run stopped in the middle of one.
+    """
+
+    def __init__(self, size: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ConfigError(
+                f"batch size {batch_size} is not divisible by the {world_size} processes",
+                hint="the batch size is the effective batch over all processes; pick a multiple of the process count",
+            )
+        if size < batch_size:
+            raise ConfigError(
+                f"the training split has {size} usable pairs, fewer than one batch of {batch_size}",
+                hint="lower --batch-size",
+            )
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def batches_per_epoch(self) -> int:
+        return self.size // self.batch_size
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch() - self.start_batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        for k in range(self.start_batch, self.batches_per_epoch()):
+            global_batch = order[k * self.batch_size : (k + 1) * self.batch_size]
+            yield global_batch[self.rank :: self.world_size]
