@@ -1,5 +1,5 @@
-"""One generic Registry for methods, benchmarks, dataset adapters (``corrbench.datasets.DATASETS``) and localisers
-(``corrbench.localizers``); trainers are found through their method (``trainer`` attribute).
+"""One generic Registry for methods, benchmarks, dataset adapters (``corrbench.datasets.DATASETS``), localisers
+(``corrbench.localizers``) and trainers (``corrbench.train.api.TRAINERS``).
 
 A name resolves, in this order, to:
 1. something registered in this process with the decorator (``@register_method("name")``);
