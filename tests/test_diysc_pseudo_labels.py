@@ -1,0 +1,98 @@
+"""DIY-SC's pseudo-labels: equal to the authors' functions on crafted inputs (golden outputs made by
+tools/golden/geoaware/make_diysc_golden.py), and the `corrbench pseudo-labels` command end to end."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from corrbench.methods.geoaware import pseudo_labels as pl
+from corrbench.methods.geoaware.prototype_filter import SphericalMapper
+from corrbench.methods.geoaware.pseudo_label_sampling import sample_chains
+
+GOLDEN = Path(__file__).parent / "data" / "diysc_pseudo_labels.npz"
+GRID, CANVAS = 6, 84  # the golden case: 6 x 6 patches of 14 px
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN) as data:
+        return dict(data)
+
+
+def _chain_labels(golden, with_spheres: bool):
+    k = len(golden["chain_sizes"])
+    features = torch.from_numpy(golden["chain_features"]).reshape(k, -1, GRID * GRID).permute(0, 2, 1)
+    foreground = [pl.foreground_patches(golden[f"chain_mask{i}"] > 0, GRID, CANVAS) for i in range(k)]
+    spheres = torch.from_numpy(golden["chain_spheres"]) if with_spheres else None
+    rng = random.Random(int(golden["chain_shuffle_seed"]))
+    return pl.tuple_pseudo_labels(pl.normalize_descriptors(features), foreground, pl.patch_corners(GRID, CANVAS), rng,
+                                  spheres=spheres)
+
+
+@pytest.mark.parametrize("tag", ["filtered", "unfiltered"])
+def test_chained_pseudo_labels_equal_the_authors(golden, tag):
+    """Mask cells, nearest neighbours, relaxed cyclic consistency along the 4-chain, the shuffled ordered pairs
+    and the spherical filter: the same pairs in the same order with the same canvas points."""
+    labels = _chain_labels(golden, with_spheres=tag == "filtered")
+    corners = pl.patch_corners(GRID, CANVAS)
+    assert [[i, j] for i, j, *_ in labels] == golden[f"chain_{tag}_pairs"].tolist()
+    assert [len(a) for _, _, a, _ in labels] == golden[f"chain_{tag}_counts"].tolist()
+    src = np.concatenate([corners[a][:, [1, 0]].numpy() for _, _, a, _ in labels])  # (x, y) as they write them
+    trg = np.concatenate([corners[b][:, [1, 0]].numpy() for _, _, _, b in labels])
+    np.testing.assert_array_equal(src, golden[f"chain_{tag}_src"])
+    np.testing.assert_array_equal(trg, golden[f"chain_{tag}_trg"])
+
+
+def test_golden_chain_exercises_every_rule(golden):
+    """The crafted case is not trivial: links reject points, and the filter removes some rows of every pair."""
+    counts = golden["chain_unfiltered_counts"]
+    assert 0 < counts[0] < len(pl.foreground_patches(golden["chain_mask0"] > 0, GRID, CANVAS))
+    assert (golden["chain_filtered_counts"] < counts).all()
+
+
+def test_tuple_sampling_equals_the_authors(golden):
+    """Same images, same seed, same calls: the same tuples, category after category (one shared stream)."""
+    rng = random.Random(42)
+    count = int(golden["sampling_count"])
+    for c in range(3):
+        tuples = sample_chains(golden[f"sampling_azimuths{c}"].tolist(), 4, count, rng)
+        assert [list(t) for t in tuples] == golden[f"sampling_tuples{c}"].tolist(), f"category {c}"
+
+
+def test_spherical_mapper_equals_the_authors(golden):
+    seed = int(golden["mapper_seed"])
+    mapper = SphericalMapper(128).eval()
+    shapes = {k: tuple(v.shape) for k, v in mapper.state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    mapper.load_state_dict({key: torch.randn(shapes[key], generator=g) * 0.2 for key in sorted(shapes)})
+    tokens = torch.randn(1, GRID * GRID, 128, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        points = mapper(tokens)
+    np.testing.assert_allclose(points.numpy(), golden["mapper_points"], rtol=1e-5, atol=1e-6)
+
+
+def test_descriptor_normalisation_splits_sd_and_dino():
+    features = torch.cat([torch.full((1, 2, pl.SD_CHANNELS), 3.0), torch.full((1, 2, 4), 0.5)], dim=-1)
+    out = pl.normalize_descriptors(features, sd_channels=pl.SD_CHANNELS)
+    # each part has norm 1 before the joint normalisation, so both weigh the same afterwards
+    assert torch.allclose(out[..., : pl.SD_CHANNELS].norm(dim=-1), torch.full((1, 2), 2**-0.5))
+    assert torch.allclose(out[..., pl.SD_CHANNELS :].norm(dim=-1), torch.full((1, 2), 2**-0.5))
+
+
+def test_relaxed_cycle_keeps_a_return_exactly_two_patches_away():
+    """Their radius is ``2 * 14`` px compared with ``<=`` between cell corners: a point whose return lands two
+    cells to the side is kept, one whose return lands diagonally two cells away (39.6 px) is not."""
+    features = torch.zeros(2, 9, 2)
+    features[0, [0, 2, 8]] = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2]]), dim=-1)
+    features[1, 4] = torch.tensor([1.0, 0.0])
+    first, second = pl.cycle_consistent_matches(features, 0, 1, torch.tensor([0, 2, 8]), torch.tensor([4]),
+                                                pl.patch_corners(3, 42))  # every point returns to cell 0
+    assert first.tolist() == [0, 2] and second.tolist() == [4, 4]
+    strict = pl.cycle_consistent_matches(features, 0, 1, torch.tensor([0, 2, 8]), torch.tensor([4]),
+                                         pl.patch_corners(3, 42), mode="strict")
+    assert strict[0].tolist() == [0]
