@@ -3,6 +3,7 @@ tools/golden/geoaware/make_diysc_golden.py), and the `corrbench pseudo-labels` c
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -96,3 +97,86 @@ def test_relaxed_cycle_keeps_a_return_exactly_two_patches_away():
     strict = pl.cycle_consistent_matches(features, 0, 1, torch.tensor([0, 2, 8]), torch.tensor([4]),
                                          pl.patch_corners(3, 42), mode="strict")
     assert strict[0].tolist() == [0]
+
+
+# --- the command ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_backbone(monkeypatch):
+    """A one-block random DINOv2 (128 channels) in place of ViT-B/14: same code path, CPU seconds."""
+    from corrbench.backbones.dinov2 import DinoV2Spec, DinoVisionTransformer
+    from corrbench.methods.geoaware import pseudo_label_folder
+
+    def tiny(weights, device):
+        torch.manual_seed(0)
+        return DinoVisionTransformer.from_spec(DinoV2Spec("dinov2_tiny", 128, 1, 2, "mlp", 0, False, 0.1)).eval()
+
+    monkeypatch.setattr(pseudo_label_folder, "load_zero_shot_backbone", tiny)
+
+
+def _generate(invoke, *extra):
+    return invoke("pseudo-labels", "--source", "synthetic", "--resolution", "112", "--sphere-weights", "random",
+                  "--pairs", "trn=5", "--pairs", "val=2", "--seed", "1", "--quiet", *extra)
+
+
+def test_command_writes_an_spair_folder_that_trains(invoke, data_env, tiny_backbone):
+    from corrbench.datasets import make_adapter
+    from corrbench.datasets.spair import SPairLayout
+    from corrbench.files import read_json
+    from corrbench.registry import BENCHMARKS
+
+    result = _generate(invoke)
+    assert result.exit_code == 0, result.output
+    folder = data_env / "corrbench-synthetic-DIY-SC"
+    assert "corrbench train --method METHOD --benchmark synthetic-diy-sc" in result.output
+    manifest = read_json(folder / "pseudo_labels_manifest.json")
+    assert manifest["complete"] and manifest["source"]["benchmark"] == "synthetic"
+    assert manifest["settings"]["pairs"] == {"trn": 5, "val": 2} and manifest["sphere_mapper"]["source"] == "random"
+    adapter = make_adapter(BENCHMARKS.get("synthetic-diy-sc"), data_env)
+    adapter.prepare(download=False)
+    trn = adapter.pairs("trn")
+    assert trn.pairs and not trn.skipped
+    assert sum(manifest["counts"]["trn"].values()) == len(trn.pairs)
+    assert all(n <= 5 for n in manifest["counts"]["trn"].values())
+    pair = trn.pairs[0]
+    assert pair.src_image.is_file() and pair.src_mask is not None and "mask_label" in pair.meta
+    assert len(pair.src_kps) == len(pair.trg_kps) > 0
+    # the plain SPair-71k reader reads the same folder; the test split is the source's
+    plain = SPairLayout(folder)
+    assert [p.pair_id for p in plain.pairs("trn").pairs] == [p.pair_id for p in trn.pairs]
+    source_test = make_adapter(BENCHMARKS.get("synthetic"), data_env).pairs("test").pairs
+    assert [p.pair_id for p in plain.pairs("test").pairs] == [p.pair_id for p in source_test]
+
+
+def test_command_resumes_an_interrupted_run(invoke, data_env, tiny_backbone, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    assert _generate(invoke, "--out", str(full)).exit_code == 0
+    part = tmp_path / "part"
+    assert _generate(invoke, "--out", str(part)).exit_code == 0
+    # interrupt: the last finished tuples of trn never happened, the manifest is not complete
+    progress = part / "progress" / "trn.jsonl"
+    lines = progress.read_text().splitlines()
+    progress.write_text("\n".join(lines[: len(lines) // 2]) + "\n" + lines[len(lines) // 2][:7])
+    for stem in (s for line in lines[len(lines) // 2 :] for s in json.loads(line)["stems"]):
+        (part / "PairAnnotation" / "trn" / f"{stem}.json").unlink()
+    manifest = part / "pseudo_labels_manifest.json"
+    manifest.write_text(manifest.read_text().replace('"complete": true', '"complete": false'))
+    from corrbench.methods.geoaware.pseudo_label_folder import PseudoLabelRun
+
+    redone = []
+    original = PseudoLabelRun._write_tuple
+    monkeypatch.setattr(PseudoLabelRun, "_write_tuple", lambda self, *a: redone.append(a[1]) or original(self, *a))
+    assert _generate(invoke, "--out", str(part)).exit_code == 0
+    assert len(redone) == len(lines) - len(lines) // 2  # only the unfinished tuples were computed again
+    for name in ("Layout/large/trn.txt", "Layout/large/val.txt"):
+        assert (part / name).read_text() == (full / name).read_text()
+    stems = (full / "Layout/large/trn.txt").read_text().split()
+    assert stems and all((part / "PairAnnotation/trn" / f"{s}.json").read_text()
+                         == (full / "PairAnnotation/trn" / f"{s}.json").read_text() for s in stems)
+
+
+def test_command_refuses_a_folder_made_with_other_settings(invoke, data_env, tiny_backbone, tmp_path):
+    assert _generate(invoke, "--out", str(tmp_path / "x")).exit_code == 0
+    result = _generate(invoke, "--out", str(tmp_path / "x"), "--cycle", "strict")
+    assert result.exit_code != 0 and "other settings" in result.output and "Traceback" not in result.output
