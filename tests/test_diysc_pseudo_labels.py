@@ -68,13 +68,34 @@ def test_tuple_sampling_equals_the_authors(golden):
 def test_spherical_mapper_equals_the_authors(golden):
     seed = int(golden["mapper_seed"])
     mapper = SphericalMapper(128).eval()
-    shapes = {k: tuple(v.shape) for k, v in mapper.state_dict().items()}
-    g = torch.Generator().manual_seed(seed)
-    mapper.load_state_dict({key: torch.randn(shapes[key], generator=g) * 0.2 for key in sorted(shapes)})
+    mapper.load_state_dict(_seeded({k: tuple(v.shape) for k, v in mapper.state_dict().items()}, seed))
     tokens = torch.randn(1, GRID * GRID, 128, generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         points = mapper(tokens)
     np.testing.assert_allclose(points.numpy(), golden["mapper_points"], rtol=1e-5, atol=1e-6)
+
+
+def _seeded(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """Weights as the golden script draws them: one generator, keys in sorted order."""
+    g = torch.Generator().manual_seed(seed)
+    return {key: torch.randn(shapes[key], generator=g) * 0.2 for key in sorted(shapes)}
+
+
+def test_zero_shot_features_equal_the_authors_extraction(golden):
+    """Their resize (LANCZOS, centred padding), normalisation and last-block tokens before the final norm, on
+    the same tiny DINOv2: equal features."""
+    from PIL import Image
+
+    from corrbench.backbones.dinov2 import DinoV2Spec, DinoVisionTransformer
+
+    model = DinoVisionTransformer.from_spec(DinoV2Spec("dinov2_tiny", 64, 2, 2, "mlp", 0, False, 0.1)).eval()
+    model.load_state_dict(_seeded({k: tuple(v.shape) for k, v in model.state_dict().items()}, int(golden["features_seed"])))
+    w, h = golden["features_size"].tolist()
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0), 127 + 120 * np.sin((xx + yy) / 9.0)], -1)
+    image = Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
+    features = pl.zero_shot_features([image], model, CANVAS)
+    np.testing.assert_allclose(features.numpy(), golden["features_out"], rtol=1e-5, atol=1e-5)
 
 
 def test_descriptor_normalisation_splits_sd_and_dino():

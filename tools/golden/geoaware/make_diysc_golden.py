@@ -22,6 +22,13 @@ Crafted inputs (stored in the file, so the test needs no generator):
 - ``sampling_*``: ``sample_ordered_n_tupls`` (n 4, ``azimuth_bin``) over three categories in a row, each
   followed by main's second ``random.sample``, after ``random.seed(42)``; the third category has too few
   distinct bins and falls back to random tuples.
+- ``features_*``: their DINOv2 feature path, ``preprocess_map.py --dino``: ``utils.utils_correspondence.resize``
+  (LANCZOS, centred padding) of a crafted ``features_size`` image (``crafted_image``) to 84 px, then
+  ``ViTExtractor.preprocess_pil`` and ``extract_descriptors(layer=last, facet="token")`` reshaped as they
+  reshape it, on a tiny corrbench DINOv2 (64 channels, 2 blocks; weights drawn from ``features_seed`` in key
+  order) passed to ``ViTExtractor(model=...)``. torchvision is not installable beside this torch here, so
+  ``torchvision.transforms`` is replaced by ``_transforms_stand_in`` (ToTensor = uint8 HWC / 255 as CHW,
+  Normalize = (x - mean) / std, the two transforms ``preprocess_pil`` uses).
 - ``mapper_*``: their ``sphere_mapper`` (Linear 128 -> 64, GELU, ``Block(64, 1 head)``, Linear 64 -> 3) plus
   ``post_sph_map`` on tokens ``(1, 36, 128)``, with weights drawn from ``mapper_seed`` in key order.
 """
@@ -130,6 +137,67 @@ def run_mapper() -> dict[str, np.ndarray]:
     return {"mapper_seed": np.array(seed), "mapper_points": points.numpy()}  # the test redraws the tokens
 
 
+def crafted_image(size: tuple[int, int]) -> Image.Image:
+    """A smooth colour pattern (no file needed: the test draws it the same way)."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0), 127 + 120 * np.sin((xx + yy) / 9.0)], -1)
+    return Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
+
+
+def tiny_dinov2(seed: int):
+    from corrbench.backbones.dinov2 import DinoV2Spec, DinoVisionTransformer
+
+    model = DinoVisionTransformer.from_spec(DinoV2Spec("dinov2_tiny", 64, 2, 2, "mlp", 0, False, 0.1)).eval()
+    model.load_state_dict(mapper_weights({k: tuple(v.shape) for k, v in model.state_dict().items()}, seed))
+    return model
+
+
+def _transforms_stand_in():
+    import types
+
+    class ToTensor:
+        def __call__(self, pic):
+            return torch.from_numpy(np.array(pic, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+
+    class Normalize:
+        def __init__(self, mean, std):
+            self.mean, self.std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+
+        def __call__(self, x):
+            return (x - self.mean) / self.std
+
+    class Compose:
+        def __init__(self, steps):
+            self.steps = steps
+
+        def __call__(self, x):
+            for step in self.steps:
+                x = step(x)
+            return x
+
+    transforms = types.ModuleType("torchvision.transforms")
+    transforms.ToTensor, transforms.Normalize, transforms.Compose = ToTensor, Normalize, Compose
+    package = types.ModuleType("torchvision")
+    package.transforms = transforms
+    sys.modules["torchvision"], sys.modules["torchvision.transforms"] = package, transforms
+
+
+def run_features() -> dict[str, np.ndarray]:
+    _transforms_stand_in()
+    from model_utils.extractor_dino import ViTExtractor
+    from utils.utils_correspondence import resize
+
+    seed, size = 5, (50, 37)
+    model = tiny_dinov2(seed)
+    extractor = ViTExtractor("dinov2_vitb14", 14, model=model, device="cpu")
+    image = resize(crafted_image(size), CANVAS, resize=True, to_pil=True)
+    with torch.no_grad():
+        desc = extractor.extract_descriptors(extractor.preprocess_pil(image), len(model.blocks) - 1, "token")
+    features = desc.permute(0, 1, 3, 2).reshape(1, -1, GRID, GRID)
+    return {"features_seed": np.array(seed), "features_size": np.array(size), "features_out": features.numpy()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--diysc", type=Path, required=True, help="a checkout of odunkel/DIY-SC")
@@ -140,7 +208,7 @@ def main() -> None:
     os.chdir(args.diysc)
     case = crafted_chain()
     out = {**case, **run_chain(args.diysc, case, True), **run_chain(args.diysc, case, False), **run_sampling(),
-           **run_mapper()}
+           **run_mapper(), **run_features()}
     np.savez_compressed(args.out.resolve() if args.out.is_absolute() else Path(os.environ["PWD"]) / args.out, **out)
     for key in sorted(k for k in out if k.endswith("counts")):
         print(key, out[key].tolist())
