@@ -98,6 +98,15 @@ def test_zero_shot_features_equal_the_authors_extraction(golden):
     np.testing.assert_allclose(features.numpy(), golden["features_out"], rtol=1e-5, atol=1e-5)
 
 
+def test_canvas_points_map_back_as_their_trainer_maps_them_forward(golden):
+    """Pair files hold original pixels; their ``preprocess_kps_pad`` must carry them back to the canvas point."""
+    from corrbench.methods.geoaware.pseudo_label_folder import canvas_to_original
+
+    for k, size in enumerate(golden["kps_sizes"].tolist()):
+        original = canvas_to_original(golden[f"kps_canvas{k}"], tuple(size), CANVAS)
+        np.testing.assert_allclose(original, golden["kps_points"], atol=1e-9)
+
+
 def test_descriptor_normalisation_splits_sd_and_dino():
     features = torch.cat([torch.full((1, 2, pl.SD_CHANNELS), 3.0), torch.full((1, 2, 4), 0.5)], dim=-1)
     out = pl.normalize_descriptors(features, sd_channels=pl.SD_CHANNELS)
@@ -201,3 +210,14 @@ def test_command_refuses_a_folder_made_with_other_settings(invoke, data_env, tin
     assert _generate(invoke, "--out", str(tmp_path / "x")).exit_code == 0
     result = _generate(invoke, "--out", str(tmp_path / "x"), "--cycle", "strict")
     assert result.exit_code != 0 and "other settings" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--pairs", "test=5"), "--pairs names split(s) test"),
+    (("--pairs", "trn"), "--pairs 'trn' is not SPLIT=N"),
+    (("--source", "pf-pascal"), "need a benchmark in SPair-71k's layout"),
+    (("--resolution", "100"), "--resolution must be a multiple of the patch size 14"),
+])
+def test_command_bad_options_get_one_line(invoke, data_env, args, message):
+    result = invoke("pseudo-labels", "--sphere-weights", "random", "--quiet", *args)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

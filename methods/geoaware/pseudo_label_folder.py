@@ -387,9 +387,9 @@ def generate_pseudo_labels(settings: PseudoLabelSettings, *, data_root: Path, ou
 
     spec = BENCHMARKS.get(settings.source)
     adapter = make_adapter(spec, data_root)
-    adapter.prepare(progress=progress, download=download)
     folder = Path(out) if out is not None else default_folder(data_root, spec.data_dir)
-    run = PseudoLabelRun(settings, adapter, spec, folder, resolve_device(device), batch_size, progress)
+    run = PseudoLabelRun(settings, adapter, spec, folder, resolve_device(device), batch_size, progress)  # checks
+    adapter.prepare(progress=progress, download=download)
     return folder, run.run()
 
 

@@ -29,6 +29,9 @@ Crafted inputs (stored in the file, so the test needs no generator):
   order) passed to ``ViTExtractor(model=...)``. torchvision is not installable beside this torch here, so
   ``torchvision.transforms`` is replaced by ``_transforms_stand_in`` (ToTensor = uint8 HWC / 255 as CHW,
   Normalize = (x - mean) / std, the two transforms ``preprocess_pil`` uses).
+- ``kps_*``: ``utils.utils_dataset.preprocess_kps_pad`` (how their trainer puts original keypoints on the
+  840 px canvas) of crafted points for three image sizes at 84 px: the pair files' original pixels must map
+  back onto the canvas points the labels were made at.
 - ``mapper_*``: their ``sphere_mapper`` (Linear 128 -> 64, GELU, ``Block(64, 1 head)``, Linear 64 -> 3) plus
   ``post_sph_map`` on tokens ``(1, 36, 128)``, with weights drawn from ``mapper_seed`` in key order.
 """
@@ -198,6 +201,16 @@ def run_features() -> dict[str, np.ndarray]:
     return {"features_seed": np.array(seed), "features_size": np.array(size), "features_out": features.numpy()}
 
 
+def run_kps_pad() -> dict[str, np.ndarray]:
+    from utils.utils_dataset import preprocess_kps_pad
+
+    points = torch.tensor([[0.0, 0.0], [10.5, 3.25], [36.0, 29.0]], dtype=torch.float64)
+    out = {"kps_points": points.numpy(), "kps_sizes": np.array(SIZES[:3])}
+    for k, (w, h) in enumerate(SIZES[:3]):
+        out[f"kps_canvas{k}"] = preprocess_kps_pad(points, w, h, CANVAS)[0].numpy()  # (kps, offsets, scale)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--diysc", type=Path, required=True, help="a checkout of odunkel/DIY-SC")
@@ -208,7 +221,7 @@ def main() -> None:
     os.chdir(args.diysc)
     case = crafted_chain()
     out = {**case, **run_chain(args.diysc, case, True), **run_chain(args.diysc, case, False), **run_sampling(),
-           **run_mapper(), **run_features()}
+           **run_mapper(), **run_features(), **run_kps_pad()}
     np.savez_compressed(args.out.resolve() if args.out.is_absolute() else Path(os.environ["PWD"]) / args.out, **out)
     for key in sorted(k for k in out if k.endswith("counts")):
         print(key, out[key].tolist())
