@@ -221,3 +221,30 @@ def test_command_refuses_a_folder_made_with_other_settings(invoke, data_env, tin
 def test_command_bad_options_get_one_line(invoke, data_env, args, message):
     result = invoke("pseudo-labels", "--sphere-weights", "random", "--quiet", *args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_spherical_mapper_loads_their_checkpoint_layout(tmp_path):
+    """Their file holds the whole DINOMapper less DINOv2; the mapper takes the sphere_mapper.* tensors."""
+    from corrbench.methods.geoaware.prototype_filter import load_spherical_mapper
+
+    source = SphericalMapper(128)
+    content = {f"sphere_mapper.{k}": v for k, v in source.state_dict().items()}
+    content.update({"sphere.weight": torch.zeros(1024, 3), "prototypes.proj.weight": torch.zeros(768, 3)})
+    torch.save(content, tmp_path / "200.pth")
+    mapper, info = load_spherical_mapper(tmp_path / "200.pth", dim=128)
+    tokens = torch.randn(1, 5, 128)
+    with torch.no_grad():
+        assert torch.equal(mapper(tokens), source.eval()(tokens))
+    assert info["sha256"] and info["source"].endswith("200.pth")
+
+
+def test_a_cached_file_that_is_not_the_released_mapper_is_refused(tmp_path, monkeypatch):
+    from corrbench.errors import DataError
+    from corrbench.methods.geoaware import prototype_filter
+
+    bogus = tmp_path / "cached.pth"
+    bogus.write_bytes(b"hello\n")
+    assert prototype_filter.git_blob_id(bogus) == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+    monkeypatch.setattr(prototype_filter, "resolve_weights", lambda *a, **k: (bogus, {"source": "url", "sha256": "x"}))
+    with pytest.raises(DataError, match="not the released spherical mapper"):
+        prototype_filter.load_spherical_mapper(None)
