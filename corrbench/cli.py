@@ -1,4 +1,4 @@
-"""The ``corrbench`` command line: run, table, match, bench, ls, describe, download, build-*, train.
+"""The ``corrbench`` command line: run, table, match, bench, ls, describe, download, build-*, train, pseudo-labels.
 
 Errors a user can fix (``CorrbenchError``) are printed as one message with a hint and exit non-zero;
 ``--debug`` shows the traceback instead. Heavy modules (torch) are imported inside the commands that need
