@@ -613,7 +613,8 @@ def pseudo_labels_command(method, source, out, data_root, pairs, chain_length, c
         try:
             counts[split.strip()] = int(number)
         except ValueError:
-            raise ConfigError(f"--pairs {item!r} is not SPLIT=N", hint="e.g. --pairs trn=30000 --pairs val=300") from None
+            raise ConfigError(f"--pairs {item!r} is not SPLIT=N",
+                              hint="e.g. --pairs trn=30000 --pairs val=300") from None
     root = resolve_data_root(data_root)
     folder, manifest, hint = GENERATORS.get(method)(
         data_root=root, out=out, device=device, batch_size=batch_size, download=not no_download, progress=not quiet,
@@ -622,7 +623,8 @@ def pseudo_labels_command(method, source, out, data_root, pairs, chain_length, c
         sphere_weights=sphere_weights, masks=masks, resolution=resolution, backbone_weights=backbone_weights,
         seed=seed)
     for split, per_category in manifest["counts"].items():
-        click.echo(f"{split}: {sum(per_category.values())} pairs ({', '.join(f'{c} {n}' for c, n in per_category.items())})")
+        listing = ", ".join(f"{c} {n}" for c, n in per_category.items())
+        click.echo(f"{split}: {sum(per_category.values())} pairs ({listing})")
     click.echo(f"written: {folder}")
     click.echo(hint)
 

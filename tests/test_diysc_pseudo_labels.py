@@ -89,10 +89,12 @@ def test_zero_shot_features_equal_the_authors_extraction(golden):
     from corrbench.backbones.dinov2 import DinoV2Spec, DinoVisionTransformer
 
     model = DinoVisionTransformer.from_spec(DinoV2Spec("dinov2_tiny", 64, 2, 2, "mlp", 0, False, 0.1)).eval()
-    model.load_state_dict(_seeded({k: tuple(v.shape) for k, v in model.state_dict().items()}, int(golden["features_seed"])))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(_seeded(shapes, int(golden["features_seed"])))
     w, h = golden["features_size"].tolist()
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0), 127 + 120 * np.sin((xx + yy) / 9.0)], -1)
+    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0),
+                    127 + 120 * np.sin((xx + yy) / 9.0)], -1)
     image = Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
     features = pl.zero_shot_features([image], model, CANVAS)
     np.testing.assert_allclose(features.numpy(), golden["features_out"], rtol=1e-5, atol=1e-5)

@@ -95,10 +95,12 @@ class PseudoLabelSettings:
         if self.cycle not in pl.CYCLE_MODES:
             raise ConfigError(f"unknown --cycle {self.cycle!r}", hint=f"use one of {', '.join(pl.CYCLE_MODES)}")
         if self.resolution % pl.PATCH_SIZE:
-            raise ConfigError(f"--resolution must be a multiple of the patch size {pl.PATCH_SIZE}, got {self.resolution}")
+            raise ConfigError(f"--resolution must be a multiple of the patch size {pl.PATCH_SIZE}, "
+                              f"got {self.resolution}")
         if self.masks != SEGMENTATION and not Path(self.masks).is_dir():
             raise ConfigError(f"--masks {self.masks}: no such folder",
-                              hint=f"use {SEGMENTATION} or a folder of DIY-SC's SAM masks (<folder>/<cat>/<name>_mask.png)")
+                              hint=f"use {SEGMENTATION} or a folder of DIY-SC's SAM masks "
+                              "(<folder>/<cat>/<name>_mask.png)")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -308,7 +310,8 @@ class PseudoLabelRun:
                     return np.asarray(mask.convert("L")) > 0
             except OSError as exc:
                 raise DataError(f"cannot read the SAM mask {path}: {exc}",
-                                hint="--masks names a folder laid out as DIY-SC's preprocess_mask_sam.py writes it") from None
+                                hint="--masks names a folder laid out as DIY-SC's preprocess_mask_sam.py "
+                                "writes it") from None
         if image.mask is None:
             raise DataError(f"{self.spec.name} has no segmentation for {image.path}",
                             hint="pass --masks FOLDER with DIY-SC's SAM masks")
@@ -355,7 +358,8 @@ def _open_rgb(path: Path) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}", hint="check the dataset is complete under the data root") from None
+        raise DataError(f"cannot read image {path}: {exc}",
+                        hint="check the dataset is complete under the data root") from None
 
 
 def _read_progress(path: Path) -> list[dict[str, Any]]:

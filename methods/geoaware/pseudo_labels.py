@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
@@ -171,7 +170,8 @@ def ordered_pairs(count: int, rng: random.Random) -> list[tuple[int, int]]:
 def tuple_pseudo_labels(features: torch.Tensor, foreground: Sequence[torch.Tensor], corners: torch.Tensor,
                         rng: random.Random, *, spheres: torch.Tensor | None = None,
                         sphere_threshold: float = SPHERE_THRESHOLD, mode: str = "relaxed",
-                        radius: float = REJECTION_PATCHES * PATCH_SIZE) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+                        radius: float = REJECTION_PATCHES * PATCH_SIZE,
+                        ) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
     """The pseudo-labels of one K-tuple (their ``PairsDataset.__getitem__``, ``bicyclic_chain``): the chained
     points, then for every ordered pair ``(i, j)`` in shuffled order the rows whose spherical points agree
     (``spheres`` ``(K, N, 3)``; no filter when None). Pairs left without points are dropped.

@@ -92,7 +92,8 @@ def run_chain(diysc: Path, case: dict[str, np.ndarray], filter_sph: bool) -> dic
             paths.append(str(img))
         dataset = PairsDataset([paths], img_size=CANVAS, num_patches=GRID, device="cpu",
                                pseudo_gt_gen_mode="bicyclic_chain", only_dino=True, cyclic_consistency_mode="eucl_dist",
-                               rej_th_patch=2, use_mask=True, n_tupl=4, filter_sph=filter_sph, filter_sph_threshold=0.15)
+                               rej_th_patch=2, use_mask=True, n_tupl=4, filter_sph=filter_sph,
+                               filter_sph_threshold=0.15)
         random.seed(int(case["chain_shuffle_seed"]))
         annotations = dataset[0]
     names = [Path(p).name for p in paths]
@@ -144,7 +145,8 @@ def crafted_image(size: tuple[int, int]) -> Image.Image:
     """A smooth colour pattern (no file needed: the test draws it the same way)."""
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0), 127 + 120 * np.sin((xx + yy) / 9.0)], -1)
+    rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0),
+                    127 + 120 * np.sin((xx + yy) / 9.0)], -1)
     return Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
 
 
