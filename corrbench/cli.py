@@ -1,4 +1,4 @@
-"""The ``corrbench`` command line: run, table, match, bench, ls, describe, download, build-*, train.
+"""The ``corrbench`` command line: run, table, match, bench, ls, describe, download, build-*, train, pseudo-labels.
 
 Errors a user can fix (``CorrbenchError``) are printed as one message with a hint and exit non-zero;
 ``--debug`` shows the traceback instead. Heavy modules (torch) are imported inside the commands that need
@@ -559,6 +559,74 @@ def _list_trainers(names: tuple[str, ...]) -> None:
     _print_columns(rows)
 
 
+
+
+# -- DIY-SC pseudo-labels ------------------------------------------------------------------------------------
+
+@cli.command("pseudo-labels")
+@click.option("--method", "-m", default="diy-sc", show_default=True,
+              help="Whose pseudo-labels (a registered generator; the options below are DIY-SC's).")
+@click.option("--source", "-s", default="spair71k", show_default=True,
+              help="An SPair-layout benchmark (spair71k, synthetic) whose trn/val images are pseudo-labelled.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write [default: <data root>/<source folder>-DIY-SC, which the "
+                   "<source>-diy-sc benchmarks read].")
+@click.option("--data-root", type=click.Path(path_type=Path),
+              help="Dataset root (default: $CORRBENCH_DATA, then ~/.cache/corrbench/data).")
+@click.option("--pairs", "pairs", multiple=True, metavar="SPLIT=N",
+              help="Most pairs per category of a split (repeatable) [default: trn=30000, val=300, DIY-SC's README].")
+@click.option("--chain-length", default=4, show_default=True, type=int, help="Images per chain (their --n_tupl).")
+@click.option("--chaining", default="azimuth_bin", show_default=True, type=click.Choice(["azimuth_bin", "random"]),
+              help="How chains are sampled: consecutive azimuth bins (SPair's ImageAnnotation), or random images.")
+@click.option("--cycle", default="relaxed", show_default=True, type=click.Choice(["relaxed", "strict"]),
+              help="Cyclic consistency of each link: return within --rejection-patches, or exactly.")
+@click.option("--rejection-patches", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Relaxed cyclic-consistency radius in patches (their --rej_th_patch).")
+@click.option("--sphere-filter/--no-sphere-filter", default=True, show_default=True,
+              help="Reject labels whose spherical-mapper points disagree (their --filter_sph).")
+@click.option("--sphere-threshold", default=0.15, show_default=True, type=click.FloatRange(min=0, max=1),
+              help="Largest kept angle between the two spherical points, as a fraction of pi.")
+@click.option("--sphere-weights", metavar="PATH|random",
+              help="Spherical-mapper checkpoint [default: DIY-SC's released one, downloaded on first use].")
+@click.option("--masks", default="segmentation", show_default=True, metavar="segmentation|FOLDER",
+              help="Object masks: the dataset's segmentation, or a folder of DIY-SC's SAM masks "
+                   "(<folder>/<cat>/<name>_mask.png).")
+@click.option("--resolution", default=840, show_default=True, type=click.IntRange(min=14),
+              help="Canvas side for DINOv2 features (a multiple of 14).")
+@click.option("--backbone-weights", metavar="PATH|random", help="DINOv2 ViT-B/14 weights [default: the official ones].")
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the tuple sampling (theirs: 42).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
+@click.option("--no-download", is_flag=True, help="Never download missing data.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def pseudo_labels_command(method, source, out, data_root, pairs, chain_length, chaining, cycle, rejection_patches,
+                          sphere_filter, sphere_threshold, sphere_weights, masks, resolution, backbone_weights, seed,
+                          device, batch_size, no_download, quiet) -> None:
+    """Generate DIY-SC's pseudo-labels as an SPair-layout folder (resumable: run it again to finish)."""
+    from .data_root import resolve_data_root
+    from .datasets.pseudo_labels import GENERATORS
+    from .errors import ConfigError
+
+    counts = {}
+    for item in pairs:
+        split, _, number = item.partition("=")
+        try:
+            counts[split.strip()] = int(number)
+        except ValueError:
+            raise ConfigError(f"--pairs {item!r} is not SPLIT=N",
+                              hint="e.g. --pairs trn=30000 --pairs val=300") from None
+    root = resolve_data_root(data_root)
+    folder, manifest, hint = GENERATORS.get(method)(
+        data_root=root, out=out, device=device, batch_size=batch_size, download=not no_download, progress=not quiet,
+        source=source, pairs=counts or None, chain_length=chain_length, chaining=chaining, cycle=cycle,
+        rejection_patches=rejection_patches, sphere_filter=sphere_filter, sphere_threshold=sphere_threshold,
+        sphere_weights=sphere_weights, masks=masks, resolution=resolution, backbone_weights=backbone_weights,
+        seed=seed)
+    for split, per_category in manifest["counts"].items():
+        listing = ", ".join(f"{c} {n}" for c, n in per_category.items())
+        click.echo(f"{split}: {sum(per_category.values())} pairs ({listing})")
+    click.echo(f"written: {folder}")
+    click.echo(hint)
 
 
 def main() -> None:

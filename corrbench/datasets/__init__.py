@@ -34,6 +34,7 @@ for _name, _target in {
     "ap10k": "corrbench.datasets.ap10k.adapter:AP10K",
     "mp100": "corrbench.datasets.mp100.adapter:MP100",
     "synthetic": "corrbench.datasets.synthetic.adapter:SyntheticDataset",
+    "pseudo-labels": "corrbench.datasets.pseudo_labels:PseudoLabelFolder",
 }.items():
     DATASETS.register(_name, _target, origin="corrbench")
 
