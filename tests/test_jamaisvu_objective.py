@@ -102,9 +102,10 @@ def test_geometry_building_blocks_equal_the_authors():
     assert torch.equal(geometry.similarity_transform(source, target), golden("kabsch/plain"))
     assert torch.equal(geometry.similarity_transform(source, target, mask=mask), golden("kabsch/masked"))
 
-    sampled, indices = geometry.farthest_point_sample(golden("fps/points"), golden("fps/mask"), 12,
-                                                      torch.Generator().manual_seed(SEED))
-    assert torch.equal(indices, golden("fps/indices")) and torch.equal(sampled, golden("fps/sampled"))
+    for case, n in (("fps", 12), ("fps_edge", 7)):  # fps_edge: ties, 4 masked points for 7 samples, an empty mask
+        sampled, indices = geometry.farthest_point_sample(golden(f"{case}/points"), golden(f"{case}/mask"), n,
+                                                          torch.Generator().manual_seed(SEED))
+        assert torch.equal(indices, golden(f"{case}/indices")) and torch.equal(sampled, golden(f"{case}/sampled"))
 
     posed, canonical = golden("neighbours/points"), golden("neighbours/canonical")
     geodesic = geometry.pseudo_geodesic_neighbours(posed, 6)

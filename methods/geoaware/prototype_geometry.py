@@ -93,21 +93,29 @@ def farthest_point_sample(points: torch.Tensor, mask: torch.Tensor, n_samples: i
     The first point is drawn uniformly among the masked ones (``generator``); the rest are deterministic.
     An empty mask samples from point 0 (the authors' guard). With fewer masked points than ``n_samples``,
     the surplus samples repeat already chosen points (the first index of the maximal remaining distance).
+    The authors run over every pixel with -inf for the unmasked ones; running over the masked ones only picks
+    the same points (the order of the candidates is kept, so ties resolve alike) in a fraction of the time.
     """
     batch, n_points, _ = points.shape
     weights = mask.float().view(batch, n_points)
     weights[:, 0] = weights[:, 0] + (~weights.bool().any(dim=-1)).int()
-    chosen = torch.multinomial(weights, 1, generator=generator)  # (B, 1)
-    current = torch.gather(points, 1, chosen.unsqueeze(-1).expand(-1, -1, 3))
-    distances = torch.where(weights.bool(), torch.norm(points - current, dim=-1), float("-inf"))
-    indices, samples = [chosen], [current]
+    first = torch.multinomial(weights, 1, generator=generator)  # (B, 1), drawn for the whole batch as theirs
+    indices = torch.stack([_farthest_points(points[b], torch.nonzero(weights[b]).view(-1), int(first[b]), n_samples)
+                           for b in range(batch)])
+    return torch.gather(points, 1, indices.unsqueeze(-1).expand(-1, -1, 3)), indices
+
+
+def _farthest_points(points: torch.Tensor, candidates: torch.Tensor, first: int, n_samples: int) -> torch.Tensor:
+    """Indices into ``points`` (N, 3) of ``n_samples`` farthest points among ``candidates``, from ``first``."""
+    pool = points[candidates]
+    current = points[first]
+    distances = torch.norm(pool - current, dim=-1)
+    picked = [first]
     for _ in range(1, n_samples):
-        farthest = distances.argmax(dim=1, keepdim=True)
-        current = torch.gather(points, 1, farthest.unsqueeze(-1).expand(-1, -1, 3))
-        distances = torch.min(distances, torch.norm(points - current, dim=-1))
-        indices.append(farthest)
-        samples.append(current)
-    return torch.cat(samples, dim=1), torch.cat(indices, dim=1)
+        farthest = int(distances.argmax())
+        distances = torch.min(distances, torch.norm(pool - pool[farthest], dim=-1))
+        picked.append(int(candidates[farthest]))
+    return torch.tensor(picked, dtype=torch.long, device=points.device)
 
 
 def pseudo_geodesic_neighbours(points: torch.Tensor, k: int) -> torch.Tensor:

@@ -220,6 +220,14 @@ def building_block_goldens(rng: np.random.Generator) -> dict[str, np.ndarray]:
         "gather/map": feature_map.numpy(), "gather/cells": cells.numpy(), "gather/valid": valid.numpy(),
         "gather/values": their_losses.gather_by_indices(feature_map, cells.long(), valid_mask=valid).numpy(),
     })
+    # farthest points among ties, with fewer masked points than samples and an empty mask (their guard)
+    tied = torch.round(randn(2, 30, 3) * 2) / 2
+    few = torch.zeros(2, 30, 1, dtype=torch.bool)
+    few[0, [3, 11, 17, 25]] = True
+    torch.manual_seed(SEED)
+    tied_points, tied_indices = masked_farthest_point_sampling(tied, few, n_samples=7)
+    out.update({"fps_edge/points": tied.numpy(), "fps_edge/mask": few.numpy(), "fps_edge/sampled": tied_points.numpy(),
+                "fps_edge/indices": tied_indices.numpy()})
     return out
 
 
