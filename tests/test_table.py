@@ -366,6 +366,7 @@ def test_method_names_file_names_only_printed_rows_and_each_once():
     from importlib import resources
 
     text = resources.files("corrbench.published").joinpath("method_names.csv").read_text()
+    assert {len(fields) for fields in csv.reader(io.StringIO(text))} == {4}  # an unquoted comma adds a field
     entries = [(r["method"], r["variant"]) for r in csv.DictReader(io.StringIO(text))]
     assert len(entries) == len(set(entries))
     printed = {(p["method"], p["variant"]) for p in load_published()}
