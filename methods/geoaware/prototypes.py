@@ -164,6 +164,7 @@ def prototype_losses(prototype: CategoryPrototype, category: str, keypoints: tor
         raise DataError(f"Jamais Vu prototype loss: keypoint {int(labels.max())} is visible but {category} "
                         f"defines only {canonical_keypoints.size(0)}")
     temperature = prototype.geom_temp.exp()
+    # normalised twice, as theirs (once when fetched, once in each similarity): equal up to rounding, kept for parity
     keypoint_descriptors = F.normalize(F.normalize(keypoint_descriptors, dim=-1), dim=-1)
     all_canonical = prototype.kps[prototype.index(category)]
 
