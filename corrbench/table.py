@@ -131,7 +131,8 @@ def build_table(
     # the check accepts any letter case, as for methods; the filters below compare names as recorded
     spelled = {name.lower(): name for name in recorded_names | published_names}
     benchmarks = [spelled[name.lower()] for name in benchmarks]
-    _check_names("method", methods, {r["method"]["name"] for r in results}, {p["method"] for p in published})
+    _check_names("method", methods, {r["method"]["name"] for r in results},
+                 {p["method"] for p in published} | {p.get("corrbench_method", "") for p in published} - {""})
     wanted_methods = {m.lower() for m in methods}
     results = [
         r for r in results

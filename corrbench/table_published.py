@@ -18,9 +18,27 @@ LABEL_WIDTH = 56  # longer labels are shortened (see short_labels); json keeps t
 
 
 def load_published() -> list[dict[str, str]]:
-    """The transcribed published numbers shipped with corrbench (``results/published/``)."""
-    text = resources.files("corrbench.published").joinpath("published_results.csv").read_text()
-    return list(csv.DictReader(io.StringIO(text)))
+    """The transcribed published numbers shipped with corrbench (``results/published/``), each with the
+    ``corrbench_method`` its printed method and variant stand for ("" when corrbench has no such method)."""
+    records = _read_package_csv("published_results.csv")
+    registered = published_method_names()
+    for record in records:
+        record["corrbench_method"] = registered.get((record["method"], record["variant"]), "")
+    return records
+
+
+def published_method_names() -> dict[tuple[str, str], str]:
+    """(method, variant) as printed -> the registered corrbench method (``results/published/method_names.csv``).
+
+    Papers print one method under several names (Geo-SC, GeoAware-SC, TLR) and one name for several of
+    corrbench's methods (DIY-SC: SD+DINOv2 is ``diy-sc-sd``, its DINOv2-only variant ``diy-sc``); that file says
+    which printed rows are which method, so ``--method geoaware-sc`` shows the papers' rows beside the runs.
+    """
+    return {(r["method"], r["variant"]): r["corrbench_method"] for r in _read_package_csv("method_names.csv")}
+
+
+def _read_package_csv(name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(resources.files("corrbench.published").joinpath(name).read_text())))
 
 
 @dataclass
@@ -40,10 +58,16 @@ class PublishedRow:
     variant: str
     sources: list[str] = field(default_factory=list)
     cells: dict[tuple[str, str], PublishedCell] = field(default_factory=dict)  # (benchmark, alpha) -> cell
+    corrbench_method: str = ""  # the registered method this printed row stands for, if any
+
+    @property
+    def name(self) -> str:
+        """The printed method, after the registered one it stands for: ``geoaware-sc: Geo-SC``."""
+        return f"{self.corrbench_method}: {self.method}" if self.corrbench_method else self.method
 
     @property
     def full_label(self) -> str:
-        return self.method + (f" ({self.variant})" if self.variant else "")
+        return self.name + (f" ({self.variant})" if self.variant else "")
 
     def agrees_with(self, other: PublishedRow) -> bool:
         shared = self.cells.keys() & other.cells.keys()
@@ -83,7 +107,7 @@ def short_labels(rows: Sequence[PublishedRow], width: int = LABEL_WIDTH) -> list
         label = row.full_label
         if len(label) > width:
             variant = _distinct_part(row.variant, siblings[(row.method, row.sources[0])])
-            label = _cut_middle(f"{row.method} ({variant})", width)
+            label = _cut_middle(f"{row.name} ({variant})", width)
         labels.append(label)
     # Cutting may leave two rows of one table alike: number them, as the source column cannot tell them apart.
     seen = Counter((label, row.sources[0]) for label, row in zip(labels, rows))
@@ -136,20 +160,30 @@ def select_published(
     records: Sequence[dict[str, str]], *, metric: str, alphas: Sequence[str], pck_by: str, avg: str,
     benchmarks: Sequence[str] = (), methods: Sequence[str] = (),
 ) -> list[PublishedRow]:
-    """Whole-benchmark numbers matching the table's metric and aggregation, merged across sources."""
+    """Whole-benchmark numbers matching the table's metric and aggregation, merged across sources.
+
+    A name in ``methods`` selects the rows printed under that name (any letter case) and the rows that stand for
+    the registered method of that name (``corrbench_method``). A registered name wins over a printed one:
+    ``diy-sc`` is the DINOv2-only method, so the papers' other "DIY-SC" rows show under ``diy-sc-sd``.
+    """
     wanted_methods = {m.lower() for m in methods}
+    registered = {p.get("corrbench_method", "").lower() for p in records} - {""}
     per_source: dict[tuple[str, str, str], PublishedRow] = {}
     for p in records:
         if p["metric"] != metric or p["category"] or p["alpha"] not in alphas:
             continue
         if benchmarks and p["benchmark"] not in benchmarks:
             continue
-        if wanted_methods and p["method"].lower() not in wanted_methods:
+        stands_for = p.get("corrbench_method", "")
+        printed = p["method"].lower()
+        if wanted_methods and stands_for.lower() not in wanted_methods \
+                and (printed not in wanted_methods or printed in registered):
             continue
         if p["pck_by"] not in (pck_by, "unknown") or p["avg"] not in (avg, "unknown"):
             continue
         row = per_source.setdefault((p["source"], p["method"], p["variant"]),
-                                    PublishedRow(p["method"], p["variant"], [p["source"]]))
+                                    PublishedRow(p["method"], p["variant"], [p["source"]],
+                                                 corrbench_method=stands_for))
         stated = p["pck_by"] != "unknown" and p["avg"] != "unknown"
         row.cells.setdefault((p["benchmark"], p["alpha"]), PublishedCell(p["value"], stated, [p["source"]]))
     return merge_repeated(list(per_source.values()))
@@ -163,7 +197,8 @@ def merge_repeated(rows: list[PublishedRow]) -> list[PublishedRow]:
         target = next((m for m in merged if (m.method.lower(), m.variant.lower()) == same and m.agrees_with(row)),
                       None)
         if target is None:
-            merged.append(PublishedRow(row.method, row.variant, list(row.sources)))
+            merged.append(PublishedRow(row.method, row.variant, list(row.sources),
+                                       corrbench_method=row.corrbench_method))
             merged[-1].absorb(row)
         else:
             target.absorb(row)
@@ -190,4 +225,5 @@ def source_numbers(sources_per_row: Sequence[Sequence[str]]) -> dict[str, int]:
 
 def describe(row: PublishedRow, sources: Sequence[str]) -> dict[str, Any]:
     """What json shows of a row: the method and variant as printed, and its sources by name."""
-    return {"method": row.method, "variant": row.variant, "sources": list(sources)}
+    return {"method": row.method, "variant": row.variant, "corrbench_method": row.corrbench_method,
+            "sources": list(sources)}

@@ -329,6 +329,87 @@ def test_published_columns_follow_the_local_runs(invoke, oracle_result):
     assert "published numbers for 12 more benchmark(s) not shown" in output
 
 
+# -- published rows of the methods corrbench registers -----------------------------------------------------------
+
+def published_at_01(methods, benchmarks):
+    return select_published(load_published(), metric="pck", alphas=["0.1"], pck_by="image", avg="all",
+                            benchmarks=benchmarks, methods=methods)
+
+
+def test_published_rows_stand_for_registered_methods_whatever_the_paper_calls_them():
+    rows = published_at_01(["geoaware-sc"], ["spair71k"])
+    assert {r.method for r in rows} == {"Geo-SC", "GeoAware-SC", "TLR"}  # MARCO/Jamais Vu, UnifiedBench, DIY-SC
+    assert {r.corrbench_method for r in rows} == {"geoaware-sc"}
+    assert all(r.full_label.startswith("geoaware-sc: ") for r in rows)
+    assert not any("MARCO" in r.variant for r in rows)  # Geo-SC trained with MARCO's loss is another method
+    # one printed name, two methods: DIY-SC's DINOv2-only variant is diy-sc, the SD+DINOv2 model diy-sc-sd
+    dino = published_at_01(["diy-sc"], ["spair71k"])
+    assert [(r.variant, r.cells[("spair71k", "0.1")].text) for r in dino] == [
+        ("DINOv2 only (adapter on DINOv2 features)", "70.6")]
+    assert published_at_01(["DIY-SC"], ["spair71k"]) == dino  # the registered name wins in any letter case
+    with_sd = published_at_01(["diy-sc-sd"], ["spair71k"])
+    assert {r.variant for r in with_sd} == {"", "SPair", "IN3D", "IN3D -> SPair"}
+    assert all(r.cells[("spair71k", "0.1")].text == "71.6" for r in with_sd if r.variant in ("", "SPair"))
+
+
+def test_the_family_has_its_published_rows_on_ap10k_and_pf_pascal_with_their_source():
+    benchmarks = ["ap10k-intra-species", "pf-pascal"]
+    jamais_vu = [r for r in published_at_01(["jamais-vu"], benchmarks) if r.cells]
+    assert [(r.cells[("ap10k-intra-species", "0.1")].text, r.cells[("pf-pascal", "0.1")].text, r.sources)
+            for r in jamais_vu] == [("71.3", "87.5", ["Jamais Vu NeurIPS 2025 Table 3"])]
+    dino = published_at_01(["diy-sc"], benchmarks)
+    assert dino[0].cells[("ap10k-intra-species", "0.1")].text == "71.2" and dino[0].sources == [
+        "DIY-SC ICCV 2025 Table 3"]
+
+
+def test_method_names_file_names_only_printed_rows_and_each_once():
+    from importlib import resources
+
+    text = resources.files("corrbench.published").joinpath("method_names.csv").read_text()
+    assert {len(fields) for fields in csv.reader(io.StringIO(text))} == {4}  # an unquoted comma adds a field
+    entries = [(r["method"], r["variant"]) for r in csv.DictReader(io.StringIO(text))]
+    assert len(entries) == len(set(entries))
+    printed = {(p["method"], p["variant"]) for p in load_published()}
+    assert set(entries) <= printed, set(entries) - printed
+
+
+def test_published_rows_sit_beside_the_runs_of_the_method_they_stand_for(invoke, oracle_result, tmp_path):
+    run = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00", pck01=50.0, name="spair71k",
+                  base="spair71k")
+    run["method"]["name"] = "jamais-vu"
+    write_run(tmp_path, run, "jv")
+    result = invoke("table", "--published", "--method", "jamais-vu", "-t", "0.1")
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.output)
+    local = [label for label, cells in rows.items() if cells[0] == "local"]
+    assert len(local) == 1 and rows[local[0]][1] == "50.0"
+    printed = [[c.strip() for c in line.strip("|").split("|")] for line in result.output.splitlines()
+               if line.startswith("| jamais-vu: ")]
+    # Jamais Vu's own 82.9 and MARCO's copy of it, 82.5: papers that disagree stay apart
+    assert sorted((cells[0], cells[2]) for cells in printed) == [
+        ("jamais-vu: Jamais Vu", "82.5*"), ("jamais-vu: Jamais Vu", "82.9"),
+        ("jamais-vu: Jamais Vu (AP-10K pretrain)", "85.4")]
+    # without a run the registered name is known too, from the papers' rows alone
+    alone = invoke("table", "--published", "--method", "geoaware-sc", "--benchmark", "spair-u", "-t", "0.1")
+    assert alone.exit_code == 0 and "geoaware-sc: Geo-SC" in alone.output, alone.output
+    as_json = json.loads(invoke("table", "--published", "--method", "diy-sc", "--format", "json", "-t", "0.1").output)
+    assert {r["detail"]["corrbench_method"] for r in as_json["rows"]} == {"diy-sc"}
+
+
+def test_transcription_keeps_only_the_named_methods_of_a_family_table(tmp_path):
+    from repo_tools import load_tool
+
+    tool = load_tool("transcribe_published.py")
+    base = dict.fromkeys(tool.RESULT_COLUMNS, "")
+    base.update(metric="pck", alpha="0.1", threshold="bbox", pck_by="image", avg="all", benchmark="spair71k",
+                value="1.0")
+    required = [f"{paper} Table {t}" for paper, tables, required, *_ in tool.SELECTION if required for t in tables]
+    rows = [{**base, "source": source, "method": "M"} for source in required]
+    rows += [{**base, "source": "Jamais Vu NeurIPS 2025 Table 3", "method": m} for m in ("Jamais Vu", "SD")]
+    selected = tool.select_results(rows)
+    assert [r["method"] for r in selected if r["source"] == "Jamais Vu NeurIPS 2025 Table 3"] == ["Jamais Vu"]
+
+
 def test_markdown_shows_the_markers_explained_under_the_table(oracle_result):
     table = build_table([oracle_result], thresholds=[0.1], published=load_published(), benchmarks=["spair71k"],
                         methods=["DHF"])

@@ -1,1 +1,1 @@
-"""The GeoAware-SC family (GeoAware-SC, DIY-SC, Jamais Vu)."""
+"""The GeoAware-SC family: Geo-SC, DIY-SC and Jamais Vu on one adapter and matcher."""
