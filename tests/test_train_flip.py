@@ -1,0 +1,78 @@
+"""The training data's flip views (GeoAware-SC's pose-aware flip augmentation; corrbench.train.data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from corrbench.data_root import resolve_data_root
+from corrbench.datasets import make_adapter
+from corrbench.datasets.synthetic.layout import flip_pairs
+from corrbench.errors import ConfigError
+from corrbench.registry import BENCHMARKS
+from corrbench.train.api import TrainingRecipe
+from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training, flip_partners
+
+RECIPE = dict(optimizer="adam", lr=1e-3, batch_size=2, epochs=1, train_resolution=56)
+
+
+@pytest.fixture(scope="module")
+def pairs(synthetic_data_root):
+    return make_adapter(BENCHMARKS.get("synthetic"), resolve_data_root(synthetic_data_root)).pairs("trn").pairs
+
+
+def test_flip_views_are_off_by_default_and_absent_from_the_recipe_json(pairs):
+    item = TrainingPairs(pairs[:1], TrainDataOptions(resolution=28, resize="stretch"))[0]
+    assert "flip" not in item and collate_training([item]).flip is None
+    assert "flip_views" not in TrainingRecipe(**RECIPE).to_json()
+    on = TrainingRecipe(**RECIPE, flip_views=True)
+    assert on.to_json()["flip_views"] is True
+    assert on.data_options("synthetic", lambda dataset: "stretch").flip_dataset == "synthetic"
+
+
+def test_a_dataset_without_a_left_right_table_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="flip_views") as error:
+        TrainingRecipe(**RECIPE, flip_views=True).data_options("pf-pascal", lambda dataset: "stretch")
+    assert "flip_views=false" in error.value.hint
+
+
+def test_partner_tables_are_involutions():
+    for dataset, category in (("spair", "bus"), ("ap10k", "cat"), ("synthetic", "biped")):
+        partners = flip_partners(dataset, category)
+        assert partners and all(partners[partners[k]] == k and partners[k] != k for k in partners)
+    assert flip_partners("synthetic", "quadruped") == {"2": "3", "3": "2", "8": "9", "9": "8", "11": "12", "12": "11"}
+    assert flip_partners("synthetic", "lamp") == {} and flip_pairs("vehicle") == ()
+
+
+def test_mirrored_canvases_and_left_right_keypoints(pairs):
+    """Stretched canvases mirror exactly; keypoint k of the mirrored pair is its partner's mirror."""
+    def mutual(p):
+        return [k for k, v in zip(p.kp_ids, p.valid) if v]
+
+    partners = flip_partners("synthetic", "quadruped")
+    pair = next(p for p in pairs if p.category == "quadruped" and {"2", "3"} <= set(mutual(p))
+                and all(partners.get(k, k) in mutual(p) for k in mutual(p)))
+    item = TrainingPairs([pair], TrainDataOptions(resolution=56, resize="stretch", flip_dataset="synthetic"))[0]
+    flip = item["flip"]
+    assert torch.equal(flip["images"], torch.flip(item["images"], dims=[-1]))
+    ids = mutual(pair)  # every partner is mutually visible too, so the pair view keeps every row, in this order
+    assert flip["pair_keypoints"].shape[1] == len(ids)
+    right_ear = pair.kp_ids.index("3")
+    for side, points in enumerate((pair.src_kps, pair.trg_kps)):
+        w, h = (pair.src_size, pair.trg_size)[side]
+        expected = np.array([w - 1 - points[right_ear, 0], points[right_ear, 1]]) * np.array([56 / w, 56 / h])
+        np.testing.assert_allclose(flip["pair_keypoints"][side, ids.index("2")].numpy(), expected, atol=1e-4)
+    # the self view pairs the mirrored source with the source: the left ear there is the source's left ear
+    np.testing.assert_allclose(flip["self_keypoints"][1], item["keypoints"][0][: flip["self_keypoints"].shape[1]])
+
+
+def test_batches_pad_each_view_to_its_own_largest_count(pairs):
+    data = TrainingPairs(pairs[:3], TrainDataOptions(resolution=28, resize="pad", flip_dataset="synthetic"))
+    items = [data[i] for i in range(3)]
+    batch = collate_training(items)
+    assert batch.flip.images.shape == (3, 2, 3, 28, 28)
+    assert batch.flip.pair_visible.sum(1).tolist() == [i["flip"]["pair_keypoints"].shape[1] for i in items]
+    assert batch.flip.self_visible.sum(1).tolist() == [i["flip"]["self_keypoints"].shape[1] for i in items]
+    moved = batch.to("cpu")
+    assert torch.equal(moved.flip.self_keypoints, batch.flip.self_keypoints)
