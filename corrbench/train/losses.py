@@ -35,16 +35,25 @@ its architecture with (the ``geosc-objective`` preset). Per pair, on L2-normalis
   target map; predicted flow = expected target cell - integer source cell; target flow = continuous target
   cell - continuous source cell (+ optional Gaussian noise, their ``GAUSSIAN_AUGMENT``: std = 0.1 x half
   the bbox threshold in cells); loss = mean Euclidean (not squared) error;
-- pair loss = InfoNCE + l2; batch loss = mean over pairs (``batch_loss /= args.BZ``).
-Not in this function: Geo-SC's pose-aware flip augmentation (``PAIR_AUGMENT``: losses on flipped
-descriptors with keypoint permutations, weights 1 / 1 / 0.25, averaged), which needs flipped images and
-per-category permutation tables, and the ``SELF_CONTRAST_WEIGHT`` term (0 by default). MARCO's paper does
-not say which of these its Table 8 run used, nor the temperature and grid (Geo-SC's 60 x 60 at 840 px vs
-MARCO's upsampled grid): those settings are left to the caller and unknown.
+- pair loss = InfoNCE + l2; batch loss = mean over pairs (``batch_loss /= args.BZ``);
+- pose-aware flip augmentation (``PAIR_AUGMENT``, on in their SPair-71k and AP-10K training configs): the
+  flip views of ``corrbench.train.data`` ("flip views"), passed as ``views``, add the l2 term alone (with
+  ``DENSE_OBJ=1`` their ``calculate_patch_indices_and_loss`` computes no InfoNCE for a view) with weights
+  ``GEOSC_FLIP_WEIGHTS`` (mirrored pair 1, mirrored source against the source 0.25); pair loss =
+  ``(InfoNCE + l2 + sum_v w_v l2_v) / (1 + sum_v w_v)`` over the views that have a keypoint. Their third
+  weight (``AUGMENT_FLIP = 1.0``) is never read: the mirrored-source-against-target view is gated by the
+  test-time flag ``ADAPT_FLIP`` instead, which their training configs leave off.
+Their code and these defaults: ``SOFT_TRAIN_WINDOW=0`` (plain soft-argmax, as here) and ``SELF_CONTRAST_WEIGHT=0``
+(not implemented); ``GAUSSIAN_AUGMENT=0.1`` is on by default there (``flow_noise_std`` here, 0 unless the caller
+passes the box-derived std; for PF-PASCAL their "threshold" is the 840-px image side, not converted to cells,
+so their std there is 42 cells on a 60-cell grid). MARCO's paper does not say which of these its Table 8 run
+used, nor the temperature and grid (Geo-SC's 60 x 60 at 840 px vs MARCO's upsampled grid).
 
-Agreement with the reference codes (random inputs, /tmp/verify_marco_losses.py, not part of the suite):
-float64 relative differences below 1e-15 for ``gaussian_smoothed_ce`` (values and gradients), float32 about
-2e-7 for it and for ``geosc_loss``.
+Agreement with the reference codes: ``gaussian_smoothed_ce``: float64 relative differences below 1e-15
+(values and gradients), float32 about 2e-7 (random inputs, a one-off script, not part of the suite).
+``geosc_loss``: the suite compares it with GeoAware-SC's ``calculate_loss`` on crafted inputs, with and without
+the flip views and the flow noise (tests/test_geosc_loss_parity.py, golden values from
+``tools/golden/geoaware/make_geosc_loss_golden.py``; relative tolerance 1e-5).
 """
 
 from __future__ import annotations
@@ -258,20 +267,15 @@ def geosc_loss(
         valid: ``(B, N)`` bool: keypoints visible in both images.
         flow_noise_std: std (cells) of the Gaussian noise on the target flow, a float or ``(B,)``;
             Geo-SC: ``0.1 * bbox_threshold_in_cells / 2``. 0 disables it.
-        generator: draws the noise, per pair: the pair's own flow, then each view's, in order (Geo-SC's order
-            with its global generator).
-        views: the flip views (``FlowView``, weights ``GEOSC_FLIP_WEIGHTS``); pair ``i``'s loss becomes
-            ``(info_nce + l2 + sum_v w_v l2_v) / (1 + sum_v w_v)``, a view without keypoints in that pair left
-            out of both sums.
+        generator: draws the noise per pair, its own flow's then each view's (Geo-SC's order).
+        views: the flip views (``FlowView``); pair ``i``'s loss is ``(info_nce + l2 + sum_v w_v l2_v) /
+            (1 + sum_v w_v)`` over the views with a keypoint in that pair.
     Returns:
         ``GeoSCLoss(total, info_nce, flow_epe, flip_epe)``, each the mean over pairs.
     """
     valid = _geosc_valid(src_features, trg_features, src_cells, trg_cells, valid, temperature)
-    views = [view._replace(valid=_geosc_valid(view.src_features, view.trg_features, view.src_cells,
-                                              view.trg_cells, view.valid, temperature)) for view in views]
+    views = _checked_views(views, src_features.shape, temperature)
     b, _, h, w = src_features.shape
-    if any(view.src_features.shape != src_features.shape for view in views):
-        raise ValueError("geosc_loss: every view's feature maps must have the pair's shape")
     noise_std = torch.as_tensor(flow_noise_std, dtype=src_features.dtype).expand(b)
     view_noise = [torch.as_tensor(view.flow_noise_std, dtype=src_features.dtype).expand(b) for view in views]
     scale = logit_scale.exp()
@@ -280,31 +284,41 @@ def geosc_loss(
     nce_terms, epe_terms, flip_terms, totals = [], [], [], []
     for i in range(b):
         keep = valid[i].to(src_cells.device)
-        src, trg = src_cells[i][keep], trg_cells[i][keep]
-        if src.shape[0] == 0:  # nothing to learn from; counts as 0 in the batch mean
-            zero = 0.0 * (src_features[i].sum() + trg_features[i].sum() + scale)
-            nce, epe = zero, zero
-        else:
-            nce, epe = _geosc_pair(src_features[i], trg_features[i], src, trg, scale, grid, temperature,
-                                   noise_std[i], generator)
-        weighted, weights = nce + epe, 1.0
-        flip_sum, flip_weights = epe.new_zeros(()), 0.0
-        for view, std in zip(views, view_noise):
-            keep = view.valid[i].to(view.src_cells.device)
-            if not bool(keep.any()):  # Geo-SC appends a view's loss only when it has a keypoint
-                continue
-            term = _geosc_flow_error(
-                _normalise_geosc(view.src_features[i]), _normalise_geosc(view.trg_features[i]),
-                view.src_cells[i][keep], view.trg_cells[i][keep], grid, temperature, std[i], generator)
-            weighted, weights = weighted + view.weight * term, weights + view.weight
-            flip_sum, flip_weights = flip_sum + view.weight * term, flip_weights + view.weight
+        nce, epe = _geosc_pair(src_features[i], trg_features[i], src_cells[i][keep], trg_cells[i][keep], scale,
+                               grid, temperature, noise_std[i], generator)
+        flip_sum, flip_weights = _flip_views_term(views, view_noise, i, grid, temperature, generator, epe)
         nce_terms.append(nce)
         epe_terms.append(epe)
         flip_terms.append(flip_sum / flip_weights if flip_weights else flip_sum)
-        totals.append(weighted / weights)
+        totals.append((nce + epe + flip_sum) / (1.0 + flip_weights))
 
     info_nce, flow_epe = torch.stack(nce_terms).mean(), torch.stack(epe_terms).mean()
     return GeoSCLoss(torch.stack(totals).mean(), info_nce, flow_epe, torch.stack(flip_terms).mean())
+
+
+def _checked_views(views: Sequence[FlowView], shape: torch.Size, temperature: float) -> list[FlowView]:
+    """The views with their ``valid`` masks resolved, after checking their shapes against the pair's maps."""
+    if any(view.src_features.shape != shape or view.trg_features.shape != shape for view in views):
+        raise ValueError(f"geosc_loss: every view's feature maps must have the pair's shape {tuple(shape)}")
+    return [view._replace(valid=_geosc_valid(view.src_features, view.trg_features, view.src_cells, view.trg_cells,
+                                             view.valid, temperature)) for view in views]
+
+
+def _flip_views_term(views: Sequence[FlowView], view_noise: Sequence[torch.Tensor], i: int, grid: torch.Tensor,
+                     temperature: float, generator: torch.Generator | None,
+                     like: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(sum_v w_v l2_v, sum_v w_v)`` of pair ``i`` over the views with a keypoint in it (Geo-SC appends a view's
+    loss only then), drawing each view's noise in order."""
+    weighted, weights = like.new_zeros(()), 0.0
+    for view, std in zip(views, view_noise):
+        keep = view.valid[i].to(view.src_cells.device)
+        if not bool(keep.any()):
+            continue
+        term = _geosc_flow_error(
+            _normalise_geosc(view.src_features[i]), _normalise_geosc(view.trg_features[i]),
+            view.src_cells[i][keep], view.trg_cells[i][keep], grid, temperature, std[i], generator)
+        weighted, weights = weighted + view.weight * term, weights + view.weight
+    return weighted, weights
 
 
 def _geosc_valid(src_features: torch.Tensor, trg_features: torch.Tensor, src_cells: torch.Tensor,
@@ -336,6 +350,9 @@ def _geosc_pair(src_features: torch.Tensor, trg_features: torch.Tensor, src: tor
                 scale: torch.Tensor, grid: torch.Tensor, temperature: float, noise_std: torch.Tensor,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE and flow error of one pair: ``(C, h, w)`` maps, its ``(K, 2)`` kept source and target cells."""
+    if src.shape[0] == 0:  # nothing to learn from; counts as 0 in the batch mean
+        zero = 0.0 * (src_features.sum() + trg_features.sum() + scale)
+        return zero, zero
     c, h, w = src_features.shape
     src_normalised, trg_normalised = _normalise_geosc(src_features), _normalise_geosc(trg_features)
     src_desc = _cell_descriptors(src_normalised, src, "src_cells")  # (K, C)
