@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.datasets.synthetic.layout import flip_pairs
@@ -46,22 +48,30 @@ def test_partner_tables_are_involutions():
 
 
 def test_mirrored_canvases_and_left_right_keypoints(pairs):
-    """Stretched canvases mirror exactly; keypoint k of the mirrored pair is its partner's mirror."""
+    """The mirrored canvas is the mirrored image resized and padded (GeoAware-SC mirrors before resizing);
+    keypoint k of the mirrored pair is its partner's mirror."""
     def mutual(p):
         return [k for k, v in zip(p.kp_ids, p.valid) if v]
 
     partners = flip_partners("synthetic", "quadruped")
     pair = next(p for p in pairs if p.category == "quadruped" and {"2", "3"} <= set(mutual(p))
                 and all(partners.get(k, k) in mutual(p) for k in mutual(p)))
-    item = TrainingPairs([pair], TrainDataOptions(resolution=56, resize="stretch", flip_dataset="synthetic"))[0]
+    item = TrainingPairs([pair], TrainDataOptions(resolution=56, resize="pad", flip_dataset="synthetic"))[0]
     flip = item["flip"]
-    assert torch.equal(flip["images"], torch.flip(item["images"], dims=[-1]))
+    for side, path in enumerate((pair.src_image, pair.trg_image)):
+        cw, ch = item["content_sizes"][side].tolist()
+        with Image.open(path) as image:
+            resized = image.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT).resize((cw, ch), Image.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
+        expected = (pixels - np.float32(IMAGENET_MEAN)[:, None, None]) / np.float32(IMAGENET_STD)[:, None, None]
+        np.testing.assert_allclose(flip["images"][side, :, :ch, :cw].numpy(), expected, rtol=0, atol=1e-6)
+        assert not flip["images"][side, :, ch:].any() and not flip["images"][side, :, :, cw:].any()
     ids = mutual(pair)  # every partner is mutually visible too, so the pair view keeps every row, in this order
     assert flip["pair_keypoints"].shape[1] == len(ids)
     right_ear = pair.kp_ids.index("3")
     for side, points in enumerate((pair.src_kps, pair.trg_kps)):
-        w, h = (pair.src_size, pair.trg_size)[side]
-        expected = np.array([w - 1 - points[right_ear, 0], points[right_ear, 1]]) * np.array([56 / w, 56 / h])
+        (w, h), (cw, ch) = (pair.src_size, pair.trg_size)[side], item["content_sizes"][side].tolist()
+        expected = np.array([w - 1 - points[right_ear, 0], points[right_ear, 1]]) * np.array([cw / w, ch / h])
         np.testing.assert_allclose(flip["pair_keypoints"][side, ids.index("2")].numpy(), expected, atol=1e-4)
     # the self view pairs the mirrored source with the source: the left ear there is the source's left ear
     np.testing.assert_allclose(flip["self_keypoints"][1], item["keypoints"][0][: flip["self_keypoints"].shape[1]])

@@ -58,10 +58,11 @@ flip views (``flip_views``, off by default; MARCO's released trainer does not au
     and it is visible where ``partner(k)`` is. The ``self`` view keeps the keypoints visible in both the
     mirrored and the original source, as theirs does. Their loss (``corrbench.train.losses.geosc_loss``)
     weighs the views; the third view their code can compute (mirrored source against target, ``ADAPT_FLIP``)
-    is a test-time flag their training configs never set, so it is not built. Mirroring: the image is
-    flipped with PIL before it is resized (their ``preprocess_map.py`` flips the original too); a keypoint
-    ``x`` becomes ``W - 1 - x`` (the pixel column PIL moves it to: corrbench's pixel-centre convention),
-    then goes through the rules above. GeoAware-SC writes ``840 - x`` on its centred 840-px canvas instead:
+    is a test-time flag their training configs never set, so it is not built. Mirroring: the resized image
+    content is mirrored, then padded as above; their ``preprocess_map.py`` mirrors the original image before
+    resizing, which gives the same pixels (PIL's bilinear filter is symmetric: equal bytes on 200 random
+    sizes, up and down), without reading the file twice. A keypoint ``x`` becomes ``W - 1 - x`` (the pixel
+    column a mirror moves it to: corrbench's pixel-centre convention), then goes through the rules above. GeoAware-SC writes ``840 - x`` on its centred 840-px canvas instead:
     about one canvas pixel (1/14 of a cell) to the right of ours. Limits: SPair-71k's pair files list only
     the keypoints visible in both images, so corrbench's ``self`` view draws on those, where theirs reads
     every keypoint of the source's image file. PF-PASCAL has no table (nor does their code use one for it).
@@ -360,16 +361,17 @@ class TrainingPairs(torch.utils.data.Dataset):
             "content_sizes": torch.tensor(contents, dtype=torch.int64),
         }
         if self.options.flip_dataset is not None:
-            item["flip"] = self._flip_views(pair, contents)
+            item["flip"] = self._flip_views(pair, images, contents)
         return item
 
-    def _flip_views(self, pair: Pair, contents: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    def _flip_views(self, pair: Pair, canvases: list[torch.Tensor],
+                    contents: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
         """The mirrored canvases and the ``pair`` / ``self`` keypoint sets (module docstring, "flip views")."""
         partners = flip_partners(self.options.flip_dataset, pair.category)
         images, original, mirrored = [], [], []
-        for side, content in zip(("src", "trg"), contents):
+        for side, canvas, (cw, ch) in zip(("src", "trg"), canvases, contents):
             size = getattr(pair, f"{side}_size")
-            images.append(self._image(getattr(pair, f"{side}_image"), size, content, mirror=True))
+            images.append(torch.from_numpy(self._canvas(canvas[:, :ch, :cw].flip(-1).numpy())))
             visible = getattr(pair, f"{side}_visible") & np.isfinite(getattr(pair, f"{side}_kps")).all(axis=1)
             points = np.nan_to_num(getattr(pair, f"{side}_kps"))
             original.append((points, visible))
@@ -396,7 +398,7 @@ class TrainingPairs(torch.utils.data.Dataset):
         canvas[..., : content.shape[-2], : content.shape[-1]] = content
         return canvas
 
-    def _image(self, path: Path, size: tuple[int, int], content: tuple[int, int], *, mirror: bool = False) -> torch.Tensor:
+    def _image(self, path: Path, size: tuple[int, int], content: tuple[int, int]) -> torch.Tensor:
         try:
             with Image.open(path) as image:
                 rgb = image.convert("RGB")
@@ -406,8 +408,6 @@ class TrainingPairs(torch.utils.data.Dataset):
             raise DataError(f"cannot read image {path}: {exc}", hint="the file is corrupt; re-download the dataset") from None
         if rgb.size != tuple(size):
             raise DataError(f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its annotation says {size[0]}x{size[1]}")
-        if mirror:  # before resizing, as GeoAware-SC flips the original image (module docstring, "flip views")
-            rgb = rgb.transpose(Image.FLIP_LEFT_RIGHT)
         pixels = np.asarray(rgb.resize(content, Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
         normalised = (pixels - self._mean) / self._std  # float32 throughout, as ToTensor + Normalize
         return torch.from_numpy(self._canvas(normalised))
