@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,14 @@ from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
 from corrbench.datasets.synthetic.layout import flip_pairs
 from corrbench.errors import ConfigError
+from corrbench.methods.marco.training import PRESETS, MARCOTrainer
 from corrbench.registry import BENCHMARKS
-from corrbench.train.api import TrainingRecipe
+from corrbench.train.api import TrainingRecipe, check_flip_views
 from corrbench.train.data import TrainDataOptions, TrainingPairs, collate_training, flip_partners
+from corrbench.train.loop import train
+from corrbench.train.options import TrainOptions
+
+from test_training import TinyTrainable  # noqa: F401  (registers the method test-tiny-trainable)
 
 RECIPE = dict(optimizer="adam", lr=1e-3, batch_size=2, epochs=1, train_resolution=56)
 
@@ -86,3 +93,13 @@ def test_batches_pad_each_view_to_its_own_largest_count(pairs):
     assert batch.flip.self_visible.sum(1).tolist() == [i["flip"]["self_keypoints"].shape[1] for i in items]
     moved = batch.to("cpu")
     assert torch.equal(moved.flip.self_keypoints, batch.flip.self_keypoints)
+
+
+def test_a_trainer_that_ignores_flip_views_refuses_them(tmp_path, data_env):
+    with pytest.raises(ConfigError, match="does not use flip views"):
+        train(TrainOptions(method="test-tiny-trainable", benchmark="synthetic", out=tmp_path, progress=False,
+                           options={"flip_views": "true"}))
+    # MARCO reads them with Geo-SC's objective only (its geosc-objective preset turns them on)
+    check_flip_views(MARCOTrainer, PRESETS["geosc-objective"], "marco")
+    with pytest.raises(ConfigError, match="does not use flip views"):
+        check_flip_views(MARCOTrainer, dataclasses.replace(PRESETS["released"], flip_views=True), "marco")

@@ -224,6 +224,12 @@ class MARCOTrainer(TrainerBase):
         return PRESETS
 
     @staticmethod
+    def uses_flip_views(recipe: TrainingRecipe) -> bool:
+        """Geo-SC's objective reads the flip views; MARCO's coarse-to-fine CE has no use for them."""
+        settings = recipe.method if recipe.method is not None else MARCOTrainingSettings()
+        return settings.objective == "geosc"
+
+    @staticmethod
     def auto_train_resize(dataset: str) -> str:
         """``pad`` for PF-PASCAL and AP-10K, ``stretch`` elsewhere (module docstring, "Training canvas")."""
         return "pad" if dataset in PAD_DATASETS else "stretch"
