@@ -55,10 +55,10 @@ Geo-SC objective, what fits and what does not: the keypoints (clamped into the c
 layout; its gradient is averaged over processes by a hook); temperature ``geosc_temperature`` (0.02). With the
 recipe's ``flip_views`` (on in the preset) the student also sees both images mirrored, and each pair's loss is
 Geo-SC's weighted mean of its InfoNCE + l2 and the flow error of the two flip views (mirrored pair, weight 1;
-mirrored source against the source, 0.25; ``corrbench.train.data`` "flip views"): a step then costs two more
-student forwards per pair. Not reproduced (the batch carries no boxes, and the paper does not state it for Tab.
-8): Geo-SC's Gaussian noise on the target flow (std from the bbox); the released recipe's optimiser, lr,
-clipping and canvas are kept, which Geo-SC does not use.
+mirrored source against the source, 0.25; ``corrbench.train.data`` "flip views"): the student's one batched
+forward then takes four canvases per pair instead of two. Not reproduced (the batch carries no boxes, and the
+paper does not state it for Tab. 8): Geo-SC's Gaussian noise on the target flow (std from the bbox); the
+released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
 
 Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
 padded (longest side to the canvas, zeros at the bottom and right), every other dataset is stretched, as the
@@ -269,10 +269,13 @@ class MARCOTrainer(TrainerBase):
         canvas = (canvas_w, canvas_h)
 
         with timer("student_forward"):
-            features = self.student_forward(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
-            flipped = None
-            if self.logit_scale is not None and batch.flip is not None:  # Geo-SC's flip views
-                flipped = self.student_forward(batch.flip.images.flatten(0, 1)).unflatten(0, (b, 2))
+            images = batch.images.flatten(0, 1)
+            use_flip = self.logit_scale is not None and batch.flip is not None  # Geo-SC's flip views
+            if use_flip:  # one call: a DDP-wrapped student must run forward once per backward
+                images = torch.cat([images, batch.flip.images.flatten(0, 1)])
+            maps = self.student_forward(images)
+            features = maps[: 2 * b].unflatten(0, (b, 2))
+            flipped = maps[2 * b :].unflatten(0, (b, 2)) if use_flip else None
         mined: dict[int, Any] = {}
         counts = {"mined_pairs": 0, "mined_points": 0}
         if self.teacher is not None:
