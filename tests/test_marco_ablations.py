@@ -37,6 +37,8 @@ EXPECTED_CHANGES = {
     "flow-no-gt-anchors": {"flow_keypoint_seeds": False, "flow_anchor_clusters": False},
     "geosc-objective": {"objective": "geosc", "self_distillation": False},
 }
+#: ... and the generic recipe fields that differ (Geo-SC's flip augmentation is a data-pipeline field).
+EXPECTED_RECIPE_CHANGES = {"geosc-objective": {"flip_views": True}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -48,7 +50,8 @@ def test_each_ablation_is_the_released_recipe_with_exactly_its_change():
     released = PRESETS["released"].to_json()
     for name, changes in EXPECTED_CHANGES.items():
         recipe = PRESETS[name].to_json()
-        assert {k: v for k, v in recipe.items() if k != "method"} == {k: v for k, v in released.items() if k != "method"}
+        generic = {k: v for k, v in released.items() if k != "method"} | EXPECTED_RECIPE_CHANGES.get(name, {})
+        assert {k: v for k, v in recipe.items() if k != "method"} == generic, name
         differs = {k: v for k, v in recipe["method"].items() if released["method"][k] != v}
         assert differs == changes, name
 
@@ -217,9 +220,10 @@ def test_engine_records_the_preset_and_saves_geoscs_scale(tmp_path, data_env):
     assert config["identity"]["preset"] == "geosc-objective"
     method = config["recipe"]["method"]
     assert (method["objective"], method["self_distillation"], method["geosc_temperature"]) == ("geosc", False, 0.05)
+    assert config["recipe"]["flip_views"] is True
     checkpoint = torch.load(outcome.last_checkpoint, weights_only=True)
     assert set(checkpoint["model"]) and "ema" not in checkpoint
     assert checkpoint["trainer"]["logit_scale"].shape == ()
     step = next(json.loads(line) for line in (outcome.directory / "log.jsonl").read_text().splitlines()
                 if json.loads(line)["event"] == "step")
-    assert set(step["losses"]) == {"info_nce", "flow_epe", "flow_l2"}
+    assert set(step["losses"]) == {"info_nce", "flow_epe", "flip_epe", "flow_l2"}

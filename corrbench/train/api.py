@@ -49,6 +49,10 @@ class TrainingRecipe:
     clip_grad_norm: max global gradient norm, or None for no clipping.
     train_resolution, train_resize, masks: the training canvas and object masks
         (``corrbench.train.data.TrainDataOptions``; named apart from the methods' inference options).
+    flip_views: also give every pair mirrored copies of its images with left/right-aware keypoints
+        (GeoAware-SC's pose-aware flip augmentation; ``corrbench.train.data``, "flip views"). Written to
+        ``train.json`` and the run identity only when on, so the identities of runs without it are unchanged.
+        Refused for a trainer whose ``uses_flip_views(recipe)`` says it would not read them.
     method: the method's own training settings (a dataclass; ``--set`` overrides its fields), or None.
 
     Keyword-only, so the required fields keep their place: the field order is the order of the recipe in
@@ -64,6 +68,7 @@ class TrainingRecipe:
     train_resolution: int
     train_resize: str = "auto"
     masks: str = "auto"
+    flip_views: bool = False
     method: Any = None
 
     def __post_init__(self) -> None:
@@ -83,10 +88,13 @@ class TrainingRecipe:
         from .data import TrainDataOptions, resolve_resize  # imports torch, which the CLI's start-up must not
 
         resize = resolve_resize(self.train_resize, dataset, auto_resize)
-        return TrainDataOptions(resolution=self.train_resolution, resize=resize, masks=self.masks)
+        return TrainDataOptions(resolution=self.train_resolution, resize=resize, masks=self.masks,
+                                flip_dataset=dataset if self.flip_views else None)
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method"}
+        if not self.flip_views:  # absent when off: recipes from before the field keep their JSON and run ids
+            del data["flip_views"]
         data["method"] = None if self.method is None else _plain(dataclasses.asdict(self.method))
         return data
 
@@ -202,11 +210,26 @@ class TrainerBase:
     def auto_train_resize(self, dataset: str) -> str:
         return "stretch"  # neutral: every dataset stretched to the square canvas
 
+    def uses_flip_views(self, recipe: TrainingRecipe) -> bool:
+        """Whether ``training_step`` reads ``batch.flip`` under ``recipe`` (``check_flip_views``)."""
+        return False
+
     def extra_state(self) -> dict[str, Any]:
         return {}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         pass
+
+
+def check_flip_views(trainer: Any, recipe: TrainingRecipe, method: str) -> None:
+    """Refuse ``flip_views`` for a trainer that would not read them: the mirrored images cost a load and,
+    in the trainer, two more forwards per pair, and a run recorded with them should have used them. A trainer
+    says it reads them with ``uses_flip_views(recipe)`` (``TrainerBase``: no)."""
+    uses = getattr(trainer, "uses_flip_views", None)
+    if recipe.flip_views and not (callable(uses) and uses(recipe)):
+        raise ConfigError(f"flip_views: the trainer of {method!r} does not use flip views with this recipe",
+                          hint="drop --set flip_views=true (or pick an objective that reads them, e.g. MARCO's "
+                          "objective=geosc)")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -41,10 +41,31 @@ masks
     ``[floor(min), ceil(max)]`` of the scaled visible keypoints. Padding is never object.
 
 Batches (``collate_training``) pad keypoints with zeros to the largest count in the batch and mark real rows
-in ``visible``, as MARCO's ``collate_fn_train`` does. The pipeline applies no data augmentation (MARCO's
-released trainer applies none); a method whose reference code augments states that difference in its own
-docstring. Randomness lives only in the order of pairs, which ``EpochBatches`` draws from the run's seed and
-the epoch.
+in ``visible``, as MARCO's ``collate_fn_train`` does. Randomness lives only in the order of pairs, which
+``EpochBatches`` draws from the run's seed and the epoch.
+
+flip views (``flip_views``, off by default; MARCO's released trainer does not augment)
+    GeoAware-SC's pose-aware flip augmentation (Junyi42/GeoAware-SC ``pck_train.py`` with ``PAIR_AUGMENT``,
+    ``utils/utils_losses.py`` ``calculate_loss``). It is not random: every pair of every step also comes
+    with both images mirrored left-right, and with two keypoint sets on them (``FlipViews``):
+
+    ``pair``  the mirrored source against the mirrored target (their "double flip");
+    ``self``  the mirrored source against the source itself (their "self flip").
+
+    A mirrored object's left keypoints are its right ones: keypoint ``k`` of a mirrored image lies at the
+    mirror of keypoint ``partner(k)`` of the original, with ``partner`` the dataset's left/right table
+    (``flip_partners``: SPair-71k, AP-10K, the synthetic benchmark; a keypoint without a partner is its own),
+    and it is visible where ``partner(k)`` is. The ``self`` view keeps the keypoints visible in both the
+    mirrored and the original source, as theirs does. Their loss (``corrbench.train.losses.geosc_loss``)
+    weighs the views; the third view their code can compute (mirrored source against target, ``ADAPT_FLIP``)
+    is a test-time flag their training configs never set, so it is not built. Mirroring: the resized image
+    content is mirrored, then padded as above; their ``preprocess_map.py`` mirrors the original image before
+    resizing, which gives the same pixels (PIL's bilinear filter is symmetric: equal bytes on 200 random
+    sizes, up and down), without reading the file twice. A keypoint ``x`` becomes ``W - 1 - x`` (the pixel
+    column a mirror moves it to: corrbench's pixel-centre convention), then goes through the rules above. GeoAware-SC writes ``840 - x`` on its centred 840-px canvas instead:
+    about one canvas pixel (1/14 of a cell) to the right of ours. Limits: SPair-71k's pair files list only
+    the keypoints visible in both images, so corrbench's ``self`` view draws on those, where theirs reads
+    every keypoint of the source's image file. PF-PASCAL has no table (nor does their code use one for it).
 
 Pairs with no keypoint visible in both images cannot supervise anything and are left out (counted in
 ``TrainingPairs.dropped``).
@@ -52,7 +73,7 @@ Pairs with no keypoint visible in both images cannot supervise anything and are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -71,6 +92,45 @@ RESIZE_RULES = ("stretch", "pad")
 #: The recipe value (``TrainingRecipe.train_resize``) that leaves the rule to the method, per dataset.
 AUTO_RESIZE = "auto"
 MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
+#: Datasets (``BenchmarkSpec.dataset`` keys) with a left/right keypoint table for ``flip_views``.
+FLIP_DATASETS = ("spair", "ap10k", "synthetic")
+
+
+def flip_partners(dataset: str, category: str) -> dict[str, str]:
+    """Keypoint id -> the id it becomes when the image is mirrored (ids without a partner are left out).
+
+    The tables live with their datasets' formats: ``corrbench.datasets.spair_flip``,
+    ``corrbench.datasets.ap10k.layout.FLIP_PAIRS`` and ``corrbench.datasets.synthetic.layout.flip_pairs``.
+    """
+    if dataset == "spair":
+        from ..datasets.spair_flip import spair_flip_pairs
+
+        pairs = spair_flip_pairs(category)
+    elif dataset == "ap10k":
+        from ..datasets.ap10k.layout import FLIP_PAIRS as pairs
+    elif dataset == "synthetic":
+        from ..datasets.synthetic.layout import flip_pairs
+
+        pairs = flip_pairs(category)
+    else:
+        raise ConfigError(f"flip_views: no left/right keypoint table for dataset {dataset!r}",
+                          hint=f"flip views need one of {', '.join(FLIP_DATASETS)}; use --set flip_views=false")
+    return {**{a: b for a, b in pairs}, **{b: a for a, b in pairs}}
+
+
+def mirrored_rows(points: np.ndarray, visible: np.ndarray, kp_ids: Sequence[str], partners: dict[str, str],
+                  width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of the mirrored image, row-aligned with the original's ``kp_ids``.
+
+    Row ``i`` (id ``k``) is the original's keypoint ``partner(k)`` at ``x -> width - 1 - x``, visible where
+    that keypoint is; False where the pair does not carry ``partner(k)``. Returns ``(points, visible)``.
+    """
+    row_of = {str(k): i for i, k in enumerate(kp_ids)}
+    source = np.array([row_of.get(partners.get(str(k), str(k)), -1) for k in kp_ids], dtype=np.int64)
+    carried = source >= 0
+    out = np.array(points, dtype=np.float64)[np.where(carried, source, 0)]
+    out[:, 0] = width - 1 - out[:, 0]
+    return out, carried & np.asarray(visible, dtype=bool)[np.where(carried, source, 0)]
 
 
 def resolve_resize(resize: str, dataset: str, auto_rule: Callable[[str], str]) -> str:
@@ -99,12 +159,15 @@ class TrainDataOptions:
     resize: ``stretch`` or ``pad`` (longest side + bottom/right padding): a recipe's ``auto`` is resolved to
         one of them first (``resolve_resize``).
     masks: ``auto``, ``segmentation``, ``keypoint-box`` or a folder of SAM masks.
+    flip_dataset: the dataset whose left/right table the flip views use (a ``FLIP_DATASETS`` key), or None for
+        no flip views (the recipe's ``flip_views``).
     mean, std: per-channel normalisation of RGB values in [0, 1].
     """
 
     resolution: int
     resize: str
     masks: str = "auto"
+    flip_dataset: str | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -114,6 +177,29 @@ class TrainDataOptions:
         if self.resize not in RESIZE_RULES:
             raise ConfigError(f"unknown training resize rule {self.resize!r}",
                               hint=f"use one of {', '.join(RESIZE_RULES)} (resolve_resize turns a recipe's auto into one)")
+        if self.flip_dataset is not None and self.flip_dataset not in FLIP_DATASETS:
+            flip_partners(self.flip_dataset, "")  # raises the one-line error naming flip_views
+
+
+@dataclass(frozen=True, eq=False)
+class FlipViews:
+    """The flip views of a batch (module docstring, "flip views"); B pairs, P / Q = the largest counts.
+
+    images: ``(B, 2, 3, S, S)``: ``[:, 0]`` the mirrored source, ``[:, 1]`` the mirrored target.
+    pair_keypoints: ``(B, 2, P, 2)``: mirrored source (row 0) against mirrored target (row 1).
+    pair_visible: ``(B, P)`` bool, real rows.
+    self_keypoints: ``(B, 2, Q, 2)``: mirrored source (row 0) against the original source (row 1).
+    self_visible: ``(B, Q)`` bool.
+    """
+
+    images: torch.Tensor
+    pair_keypoints: torch.Tensor
+    pair_visible: torch.Tensor
+    self_keypoints: torch.Tensor
+    self_visible: torch.Tensor
+
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "FlipViews":
+        return FlipViews(*(fn(getattr(self, f.name)) for f in fields(self)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +214,7 @@ class TrainingBatch:
     content_sizes: ``(B, 2, 2)`` int64 ``(W', H')`` of the image content inside the canvas (= S, S when
         stretched); pixels beyond it are padding.
     pair_ids, categories: B strings each.
+    flip: the flip views (``FlipViews``), or None when the recipe has no ``flip_views``.
     """
 
     images: torch.Tensor
@@ -138,6 +225,7 @@ class TrainingBatch:
     content_sizes: torch.Tensor
     pair_ids: Sequence[str]
     categories: Sequence[str]
+    flip: FlipViews | None = None
 
     @property
     def size(self) -> int:
@@ -154,12 +242,13 @@ class TrainingBatch:
 
         return replace(self, images=move(self.images), keypoints=move(self.keypoints), visible=move(self.visible),
                        num_points=move(self.num_points), masks=move(self.masks),
-                       content_sizes=move(self.content_sizes))
+                       content_sizes=move(self.content_sizes), flip=self.flip and self.flip.apply(move))
 
     def pin_memory(self) -> "TrainingBatch":  # DataLoader(pin_memory=True) calls this on custom batches
         return replace(self, images=self.images.pin_memory(), keypoints=self.keypoints.pin_memory(),
                        visible=self.visible.pin_memory(), num_points=self.num_points.pin_memory(),
-                       masks=self.masks.pin_memory(), content_sizes=self.content_sizes.pin_memory())
+                       masks=self.masks.pin_memory(), content_sizes=self.content_sizes.pin_memory(),
+                       flip=self.flip and self.flip.apply(torch.Tensor.pin_memory))
 
 
 def canvas_geometry(size: tuple[int, int], resolution: int, resize: str) -> tuple[int, int]:
@@ -263,13 +352,42 @@ class TrainingPairs(torch.utils.data.Dataset):
             else:
                 masks.append(self._mask(pair, side, size, content, sam=source == "sam"))
             contents.append(content)
-        return {
+        item = {
             "pair_id": pair.pair_id,
             "category": pair.category,
             "images": torch.stack(images),
             "keypoints": torch.from_numpy(np.stack(keypoints)).float(),
             "masks": torch.stack(masks),
             "content_sizes": torch.tensor(contents, dtype=torch.int64),
+        }
+        if self.options.flip_dataset is not None:
+            item["flip"] = self._flip_views(pair, images, contents)
+        return item
+
+    def _flip_views(self, pair: Pair, canvases: list[torch.Tensor],
+                    contents: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        """The mirrored canvases and the ``pair`` / ``self`` keypoint sets (module docstring, "flip views")."""
+        partners = flip_partners(self.options.flip_dataset, pair.category)
+        images, original, mirrored = [], [], []
+        for side, canvas, (cw, ch) in zip(("src", "trg"), canvases, contents):
+            size = getattr(pair, f"{side}_size")
+            images.append(torch.from_numpy(self._canvas(canvas[:, :ch, :cw].flip(-1).numpy())))
+            visible = getattr(pair, f"{side}_visible") & np.isfinite(getattr(pair, f"{side}_kps")).all(axis=1)
+            points = np.nan_to_num(getattr(pair, f"{side}_kps"))
+            original.append((points, visible))
+            mirrored.append(mirrored_rows(points, visible, pair.kp_ids or [str(i) for i in range(len(points))],
+                                          partners, size[0]))
+        (src_flip, src_flip_vis), (trg_flip, trg_flip_vis) = mirrored
+        src, src_vis = original[0]
+        in_pair, in_self = src_flip_vis & trg_flip_vis, src_flip_vis & src_vis
+        on_src = {"size": pair.src_size, "content": contents[0]}
+        on_trg = {"size": pair.trg_size, "content": contents[1]}
+        pair_view = [scale_keypoints(src_flip[in_pair], **on_src), scale_keypoints(trg_flip[in_pair], **on_trg)]
+        self_view = [scale_keypoints(src_flip[in_self], **on_src), scale_keypoints(src[in_self], **on_src)]
+        return {
+            "images": torch.stack(images),
+            "pair_keypoints": torch.from_numpy(np.stack(pair_view)).float(),
+            "self_keypoints": torch.from_numpy(np.stack(self_view)).float(),
         }
 
     # -- pixels (numpy: these run in loader workers, where torch's intra-op threads only contend) ----------
@@ -323,13 +441,14 @@ def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def collate_training(items: Sequence[dict[str, Any]]) -> TrainingBatch:
     """Stack items; keypoints padded with zeros to the largest count (``visible`` marks real rows)."""
-    counts = [int(item["keypoints"].shape[1]) for item in items]
-    most = max(counts)
-    keypoints = torch.zeros(len(items), 2, most, 2, dtype=torch.float32)
-    visible = torch.zeros(len(items), most, dtype=torch.bool)
-    for b, (item, n) in enumerate(zip(items, counts)):
-        keypoints[b, :, :n] = item["keypoints"]
-        visible[b, :n] = True
+    keypoints, visible, counts = _pad_keypoints([item["keypoints"] for item in items])
+    flip = None
+    if "flip" in items[0]:
+        views = [item["flip"] for item in items]
+        pair_keypoints, pair_visible, _ = _pad_keypoints([v["pair_keypoints"] for v in views])
+        self_keypoints, self_visible, _ = _pad_keypoints([v["self_keypoints"] for v in views])
+        flip = FlipViews(torch.stack([v["images"] for v in views]), pair_keypoints, pair_visible, self_keypoints,
+                         self_visible)
     return TrainingBatch(
         images=torch.stack([item["images"] for item in items]),
         keypoints=keypoints,
@@ -339,7 +458,20 @@ def collate_training(items: Sequence[dict[str, Any]]) -> TrainingBatch:
         content_sizes=torch.stack([item["content_sizes"] for item in items]),
         pair_ids=[item["pair_id"] for item in items],
         categories=[item["category"] for item in items],
+        flip=flip,
     )
+
+
+def _pad_keypoints(sets: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``(2, n_i, 2)`` sets -> ``(B, 2, P, 2)`` zero-padded, ``(B, P)`` real rows, the counts."""
+    counts = [int(points.shape[1]) for points in sets]
+    most = max(counts)
+    keypoints = torch.zeros(len(sets), 2, most, 2, dtype=torch.float32)
+    visible = torch.zeros(len(sets), most, dtype=torch.bool)
+    for b, (points, n) in enumerate(zip(sets, counts)):
+        keypoints[b, :, :n] = points
+        visible[b, :n] = True
+    return keypoints, visible, counts
 
 
 class EpochBatches(torch.utils.data.Sampler):

@@ -35,22 +35,31 @@ its architecture with (the ``geosc-objective`` preset). Per pair, on L2-normalis
   target map; predicted flow = expected target cell - integer source cell; target flow = continuous target
   cell - continuous source cell (+ optional Gaussian noise, their ``GAUSSIAN_AUGMENT``: std = 0.1 x half
   the bbox threshold in cells); loss = mean Euclidean (not squared) error;
-- pair loss = InfoNCE + l2; batch loss = mean over pairs (``batch_loss /= args.BZ``).
-Not in this function: Geo-SC's pose-aware flip augmentation (``PAIR_AUGMENT``: losses on flipped
-descriptors with keypoint permutations, weights 1 / 1 / 0.25, averaged), which needs flipped images and
-per-category permutation tables, and the ``SELF_CONTRAST_WEIGHT`` term (0 by default). MARCO's paper does
-not say which of these its Table 8 run used, nor the temperature and grid (Geo-SC's 60 x 60 at 840 px vs
-MARCO's upsampled grid): those settings are left to the caller and unknown.
+- pair loss = InfoNCE + l2; batch loss = mean over pairs (``batch_loss /= args.BZ``);
+- pose-aware flip augmentation (``PAIR_AUGMENT``, on in their SPair-71k and AP-10K training configs): the
+  flip views of ``corrbench.train.data`` ("flip views"), passed as ``views``, add the l2 term alone (with
+  ``DENSE_OBJ=1`` their ``calculate_patch_indices_and_loss`` computes no InfoNCE for a view) with weights
+  ``GEOSC_FLIP_WEIGHTS`` (mirrored pair 1, mirrored source against the source 0.25); pair loss =
+  ``(InfoNCE + l2 + sum_v w_v l2_v) / (1 + sum_v w_v)`` over the views that have a keypoint. Their third
+  weight (``AUGMENT_FLIP = 1.0``) is never read: the mirrored-source-against-target view is gated by the
+  test-time flag ``ADAPT_FLIP`` instead, which their training configs leave off.
+Their code and these defaults: ``SOFT_TRAIN_WINDOW=0`` (plain soft-argmax, as here) and ``SELF_CONTRAST_WEIGHT=0``
+(not implemented); ``GAUSSIAN_AUGMENT=0.1`` is on by default there (``flow_noise_std`` here, 0 unless the caller
+passes the box-derived std; for PF-PASCAL their "threshold" is the 840-px image side, not converted to cells,
+so their std there is 42 cells on a 60-cell grid). MARCO's paper does not say which of these its Table 8 run
+used, nor the temperature and grid (Geo-SC's 60 x 60 at 840 px vs MARCO's upsampled grid).
 
-Agreement with the reference codes (random inputs, /tmp/verify_marco_losses.py, not part of the suite):
-float64 relative differences below 1e-15 for ``gaussian_smoothed_ce`` (values and gradients), float32 about
-2e-7 for it and for ``geosc_loss``.
+Agreement with the reference codes: ``gaussian_smoothed_ce``: float64 relative differences below 1e-15
+(values and gradients), float32 about 2e-7 (random inputs, a one-off script, not part of the suite).
+``geosc_loss``: the suite compares it with GeoAware-SC's ``calculate_loss`` on crafted inputs, with and without
+the flip views and the flow noise (tests/test_geosc_loss_parity.py, golden values from
+``tools/golden/geoaware/make_geosc_loss_golden.py``; relative tolerance 1e-5).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -211,6 +220,29 @@ class GeoSCLoss(NamedTuple):
     total: torch.Tensor
     info_nce: torch.Tensor
     flow_epe: torch.Tensor
+    flip_epe: torch.Tensor  # the flip views' weighted flow error (0 without views)
+
+
+#: Weights of the flip views (Geo-SC ``pck_train.py``: ``AUGMENT_DOUBLE_FLIP, AUGMENT_SELF_FLIP = 1.0, 0.25``
+#: under ``PAIR_AUGMENT``); the pair itself weighs 1. Keys: ``corrbench.train.data.FlipViews``' views.
+GEOSC_FLIP_WEIGHTS = {"pair": 1.0, "self": 0.25}
+
+
+class FlowView(NamedTuple):
+    """Another view of each pair on which ``geosc_loss`` scores the flow term only (the flip views).
+
+    Shapes as ``geosc_loss``'s arguments: ``(B, C, h, w)`` maps, ``(B, M, 2)`` cells, ``(B, M)`` valid.
+    flow_noise_std: Geo-SC draws it from the view's target image's box (their ``img2_threshold``, or
+    ``img1_threshold`` for the self view, whose target is the source).
+    """
+
+    src_features: torch.Tensor
+    trg_features: torch.Tensor
+    src_cells: torch.Tensor
+    trg_cells: torch.Tensor
+    valid: torch.Tensor
+    weight: float
+    flow_noise_std: float | torch.Tensor = 0.0
 
 
 def geosc_loss(
@@ -224,6 +256,7 @@ def geosc_loss(
     temperature: float = GEOSC_TEMPERATURE,
     flow_noise_std: float | torch.Tensor = 0.0,
     generator: torch.Generator | None = None,
+    views: Sequence[FlowView] = (),
 ) -> GeoSCLoss:
     """Geo-SC's InfoNCE + l2 objective on ``(B, C, h, w)`` feature maps (see the module docstring).
 
@@ -234,31 +267,58 @@ def geosc_loss(
         valid: ``(B, N)`` bool: keypoints visible in both images.
         flow_noise_std: std (cells) of the Gaussian noise on the target flow, a float or ``(B,)``;
             Geo-SC: ``0.1 * bbox_threshold_in_cells / 2``. 0 disables it.
+        generator: draws the noise per pair, its own flow's then each view's (Geo-SC's order).
+        views: the flip views (``FlowView``); pair ``i``'s loss is ``(info_nce + l2 + sum_v w_v l2_v) /
+            (1 + sum_v w_v)`` over the views with a keypoint in that pair.
     Returns:
-        ``GeoSCLoss(total, info_nce, flow_epe)``, each the mean over pairs.
+        ``GeoSCLoss(total, info_nce, flow_epe, flip_epe)``, each the mean over pairs.
     """
     valid = _geosc_valid(src_features, trg_features, src_cells, trg_cells, valid, temperature)
+    views = _checked_views(views, src_features.shape, temperature)
     b, _, h, w = src_features.shape
     noise_std = torch.as_tensor(flow_noise_std, dtype=src_features.dtype).expand(b)
+    view_noise = [torch.as_tensor(view.flow_noise_std, dtype=src_features.dtype).expand(b) for view in views]
     scale = logit_scale.exp()
     grid = cell_centres((w, h), src_features.device, src_features.dtype).reshape(-1, 2)  # row-major (x, y)
 
-    nce_terms, epe_terms = [], []
+    nce_terms, epe_terms, flip_terms, totals = [], [], [], []
     for i in range(b):
         keep = valid[i].to(src_cells.device)
-        src, trg = src_cells[i][keep], trg_cells[i][keep]
-        if src.shape[0] == 0:  # nothing to learn from; counts as 0 in the batch mean
-            zero = 0.0 * (src_features[i].sum() + trg_features[i].sum() + scale)
-            nce_terms.append(zero)
-            epe_terms.append(zero)
-            continue
-        nce, epe = _geosc_pair(src_features[i], trg_features[i], src, trg, scale, grid, temperature, noise_std[i],
-                               generator)
+        nce, epe = _geosc_pair(src_features[i], trg_features[i], src_cells[i][keep], trg_cells[i][keep], scale,
+                               grid, temperature, noise_std[i], generator)
+        flip_sum, flip_weights = _flip_views_term(views, view_noise, i, grid, temperature, generator, epe)
         nce_terms.append(nce)
         epe_terms.append(epe)
+        flip_terms.append(flip_sum / flip_weights if flip_weights else flip_sum)
+        totals.append((nce + epe + flip_sum) / (1.0 + flip_weights))
 
     info_nce, flow_epe = torch.stack(nce_terms).mean(), torch.stack(epe_terms).mean()
-    return GeoSCLoss(info_nce + flow_epe, info_nce, flow_epe)
+    return GeoSCLoss(torch.stack(totals).mean(), info_nce, flow_epe, torch.stack(flip_terms).mean())
+
+
+def _checked_views(views: Sequence[FlowView], shape: torch.Size, temperature: float) -> list[FlowView]:
+    """The views with their ``valid`` masks resolved, after checking their shapes against the pair's maps."""
+    if any(view.src_features.shape != shape or view.trg_features.shape != shape for view in views):
+        raise ValueError(f"geosc_loss: every view's feature maps must have the pair's shape {tuple(shape)}")
+    return [view._replace(valid=_geosc_valid(view.src_features, view.trg_features, view.src_cells, view.trg_cells,
+                                             view.valid, temperature)) for view in views]
+
+
+def _flip_views_term(views: Sequence[FlowView], view_noise: Sequence[torch.Tensor], i: int, grid: torch.Tensor,
+                     temperature: float, generator: torch.Generator | None,
+                     like: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(sum_v w_v l2_v, sum_v w_v)`` of pair ``i`` over the views with a keypoint in it (Geo-SC appends a view's
+    loss only then), drawing each view's noise in order."""
+    weighted, weights = like.new_zeros(()), 0.0
+    for view, std in zip(views, view_noise):
+        keep = view.valid[i].to(view.src_cells.device)
+        if not bool(keep.any()):
+            continue
+        term = _geosc_flow_error(
+            _normalise_geosc(view.src_features[i]), _normalise_geosc(view.trg_features[i]),
+            view.src_cells[i][keep], view.trg_cells[i][keep], grid, temperature, std[i], generator)
+        weighted, weights = weighted + view.weight * term, weights + view.weight
+    return weighted, weights
 
 
 def _geosc_valid(src_features: torch.Tensor, trg_features: torch.Tensor, src_cells: torch.Tensor,
@@ -290,23 +350,43 @@ def _geosc_pair(src_features: torch.Tensor, trg_features: torch.Tensor, src: tor
                 scale: torch.Tensor, grid: torch.Tensor, temperature: float, noise_std: torch.Tensor,
                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE and flow error of one pair: ``(C, h, w)`` maps, its ``(K, 2)`` kept source and target cells."""
+    if src.shape[0] == 0:  # nothing to learn from; counts as 0 in the batch mean
+        zero = 0.0 * (src_features.sum() + trg_features.sum() + scale)
+        return zero, zero
     c, h, w = src_features.shape
-    src_int, trg_int = _integer_cells(src, (w, h), "src_cells"), _integer_cells(trg, (w, h), "trg_cells")
-    src_map = _normalise_geosc(src_features).reshape(c, -1)
-    trg_map = _normalise_geosc(trg_features).reshape(c, -1)
-    src_desc = src_map[:, src_int[:, 1] * w + src_int[:, 0]].T  # (K, C)
-    trg_desc = trg_map[:, trg_int[:, 1] * w + trg_int[:, 0]].T
+    src_normalised, trg_normalised = _normalise_geosc(src_features), _normalise_geosc(trg_features)
+    src_desc = _cell_descriptors(src_normalised, src, "src_cells")  # (K, C)
+    trg_desc = _cell_descriptors(trg_normalised, trg, "trg_cells")
     logits = scale * src_desc @ trg_desc.T
     labels = torch.arange(logits.shape[0], device=logits.device)
     info_nce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return info_nce, _geosc_flow_error(src_normalised, trg_normalised, src, trg, grid, temperature, noise_std,
+                                       generator)
 
-    weights = softmax_over_grid(src_desc @ trg_map, temperature)  # (K, h*w)
+
+def _cell_descriptors(normalised: torch.Tensor, cells: torch.Tensor, name: str) -> torch.Tensor:
+    """``(K, C)`` descriptors of the integer cells (truncated ``cells``) of a ``(C, h, w)`` map."""
+    c, h, w = normalised.shape
+    index = _integer_cells(cells, (w, h), name)
+    return normalised.reshape(c, -1)[:, index[:, 1] * w + index[:, 0]].T
+
+
+def _geosc_flow_error(src_normalised: torch.Tensor, trg_normalised: torch.Tensor, src: torch.Tensor,
+                      trg: torch.Tensor, grid: torch.Tensor, temperature: float, noise_std: torch.Tensor,
+                      generator: torch.Generator | None) -> torch.Tensor:
+    """Geo-SC's dense term (``get_corr_map_loss``): mean Euclidean error between the soft-argmax flow from each
+    source keypoint's integer cell and the (noisy) continuous ground-truth flow."""
+    c, h, w = src_normalised.shape
+    src_int = _integer_cells(src, (w, h), "src_cells")
+    _integer_cells(trg, (w, h), "trg_cells")  # the same range check as the descriptors' cells
+    src_desc = _cell_descriptors(src_normalised, src, "src_cells")
+    weights = softmax_over_grid(src_desc @ trg_normalised.reshape(c, -1), temperature)  # (K, h*w)
     predicted_flow = weights @ grid - src_int.to(weights.dtype)
     target_flow = (trg - src).to(weights.dtype)
     if float(noise_std) > 0:
         noise = torch.randn(target_flow.shape, generator=generator, dtype=target_flow.dtype)
         target_flow = target_flow + noise.to(target_flow.device) * noise_std.to(target_flow.device)
-    return info_nce, torch.linalg.norm(predicted_flow - target_flow, dim=-1).mean()
+    return torch.linalg.norm(predicted_flow - target_flow, dim=-1).mean()
 
 
 def _normalise_geosc(features: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError
 from ..evaluate import method_name
 from ..registry import BENCHMARKS, METHODS
 from ..runtime import seed_everything
+from .api import check_flip_views
 from .data import TrainingPairs
 from .checkpoints import run_directory, run_identity
 from .distributed import Processes, start_processes
@@ -65,6 +66,7 @@ class TrainingRun:
         # reproducible on resume and equal across processes; the loop reseeds with ``seed + rank`` afterwards.
         seed_everything(opts.seed, deterministic_cudnn=True)
         built = build_for_training(method_cls, opts)
+        check_flip_views(built.trainer, built.recipe, method)
         built.matcher.to(device)
         config = getattr(built.matcher, "config", None)
         notice = canvas_notice(method, opts.options, config, built.preset, built.recipe)

@@ -42,16 +42,22 @@ changed (so they appear in the run's recorded ``recipe.method`` and identity):
 ``flow-no-gt-anchors``  ``flow_keypoint_seeds=false, flow_anchor_clusters=false``: Delaunay flow from the mutual
                         matches alone, every flow pixel landing in the target mask is a candidate; no GT seeds,
                         no GT-anchored cluster filtering (Tab. 4 "+ Delaunay & warp").
-``geosc-objective``     ``objective=geosc, self_distillation=false``: the same architecture trained with Geo-SC's
-                        InfoNCE + l2 (``corrbench.train.losses.geosc_loss``) instead of the coarse-to-fine CE, no
-                        dense loss (Tab. 8 row 2). ``--set self_distillation=true`` adds the flow loss on top.
+``geosc-objective``     ``objective=geosc, self_distillation=false, flip_views=true``: the same architecture trained
+                        with Geo-SC's InfoNCE + l2 (``corrbench.train.losses.geosc_loss``) instead of the
+                        coarse-to-fine CE, with Geo-SC's pose-aware flip augmentation, no dense loss (Tab. 8 row 2).
+                        ``--set self_distillation=true`` adds the flow loss on top; ``--set flip_views=false`` drops
+                        the flip views. Adding the flip views changed this preset's recipe and so its run identity
+                        (runs trained before it are in other run directories and do not resume into it).
 
 Geo-SC objective, what fits and what does not: the keypoints (clamped into the canvas) go to cells with the
 ``x * w / W`` rule on MARCO's upsampled grid; the log scale is a trainer-owned parameter initialised at
 ``log(1 / 0.07)`` (optimised with the rest, saved in the trainer's resume state, not in the released model
-layout; its gradient is averaged over processes by a hook); temperature ``geosc_temperature`` (0.02).
-Not reproduced (the paper does not state them for Tab. 8, and the batch has no flip permutations or bboxes):
-Geo-SC's pose-aware flip augmentation and its Gaussian noise on the target flow (std from the bbox); the
+layout; its gradient is averaged over processes by a hook); temperature ``geosc_temperature`` (0.02). With the
+recipe's ``flip_views`` (on in the preset) the student also sees both images mirrored, and each pair's loss is
+Geo-SC's weighted mean of its InfoNCE + l2 and the flow error of the two flip views (mirrored pair, weight 1;
+mirrored source against the source, 0.25; ``corrbench.train.data`` "flip views"): the student's one batched
+forward then takes four canvases per pair instead of two. Not reproduced (the batch carries no boxes, and the
+paper does not state it for Tab. 8): Geo-SC's Gaussian noise on the target flow (std from the bbox); the
 released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
 
 Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
@@ -99,7 +105,7 @@ from corrbench.geometry import pixels_to_cells
 from corrbench.runtime import StageTimer
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.train.data import TrainingBatch
-from corrbench.train.losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, geosc_loss
+from corrbench.train.losses import GEOSC_FLIP_WEIGHTS, GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, FlowView, geosc_loss
 
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
@@ -186,7 +192,7 @@ ABLATION_PRESETS: dict[str, TrainingRecipe] = {
     "flow-raw": _ablation(flow_pseudo_labels="nearest", **_NO_FLOW_EXTRAS),
     "flow-mnn-only": _ablation(flow_pseudo_labels="mutual", **_NO_FLOW_EXTRAS),
     "flow-no-gt-anchors": _ablation(**_NO_FLOW_EXTRAS),
-    "geosc-objective": _ablation(objective="geosc", self_distillation=False),
+    "geosc-objective": dataclasses.replace(_ablation(objective="geosc", self_distillation=False), flip_views=True),
 }
 PRESETS: dict[str, TrainingRecipe] = {"released": RELEASED_RECIPE, "paper": PAPER_RECIPE, **ABLATION_PRESETS}
 
@@ -216,6 +222,12 @@ class MARCOTrainer(TrainerBase):
     @staticmethod
     def training_presets() -> Mapping[str, TrainingRecipe]:
         return PRESETS
+
+    @staticmethod
+    def uses_flip_views(recipe: TrainingRecipe) -> bool:
+        """Geo-SC's objective reads the flip views; MARCO's coarse-to-fine CE has no use for them."""
+        settings = recipe.method if recipe.method is not None else MARCOTrainingSettings()
+        return settings.objective == "geosc"
 
     @staticmethod
     def auto_train_resize(dataset: str) -> str:
@@ -257,7 +269,13 @@ class MARCOTrainer(TrainerBase):
         canvas = (canvas_w, canvas_h)
 
         with timer("student_forward"):
-            features = self.student_forward(batch.images.flatten(0, 1)).unflatten(0, (b, 2))
+            images = batch.images.flatten(0, 1)
+            use_flip = self.logit_scale is not None and batch.flip is not None  # Geo-SC's flip views
+            if use_flip:  # one call: a DDP-wrapped student must run forward once per backward
+                images = torch.cat([images, batch.flip.images.flatten(0, 1)])
+            maps = self.student_forward(images)
+            features = maps[: 2 * b].unflatten(0, (b, 2))
+            flipped = maps[2 * b :].unflatten(0, (b, 2)) if use_flip else None
         mined: dict[int, Any] = {}
         counts = {"mined_pairs": 0, "mined_points": 0}
         if self.teacher is not None:
@@ -274,8 +292,7 @@ class MARCOTrainer(TrainerBase):
 
         with timer("losses"):
             if self.logit_scale is not None:
-                supervised_losses = self._geosc_loss(features, batch, canvas)
-                supervised = supervised_losses["info_nce"] + supervised_losses["flow_epe"]
+                supervised, supervised_losses = self._geosc_loss(features, flipped, batch, canvas)
                 diagnostics: dict[str, Any] = {"logit_scale": float(self.logit_scale.detach())}
             else:
                 points = self._global_count(batch.visible.sum())
@@ -299,17 +316,36 @@ class MARCOTrainer(TrainerBase):
             seconds=dict(timer.seconds),
         )
 
-    def _geosc_loss(self, features: torch.Tensor, batch: TrainingBatch, canvas: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Geo-SC's InfoNCE + l2 on the student's maps: keypoints clamped into the canvas, cells ``x * w / W``;
-        the mean over this process's pairs (DDP's gradient average makes it the global mean)."""
+    def _geosc_loss(self, features: torch.Tensor, flipped: torch.Tensor | None, batch: TrainingBatch,
+                    canvas: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Geo-SC's InfoNCE + l2 on the student's maps (+ the flip views' flow terms when ``flipped``, the maps of
+        the mirrored canvases): keypoints clamped into the canvas, cells ``x * w / W``; the mean over this
+        process's pairs (DDP's gradient average makes it the global mean)."""
         h, w = features.shape[-2:]
         limit = torch.tensor([canvas[0] - 1, canvas[1] - 1], dtype=features.dtype, device=features.device)
-        points = torch.minimum(batch.keypoints.to(features.dtype).clamp(min=0), limit)
-        cells = pixels_to_cells(points, canvas, (int(w), int(h)), rule=CELL_RULE)
+
+        def cells(keypoints: torch.Tensor) -> torch.Tensor:
+            points = torch.minimum(keypoints.to(features.dtype).clamp(min=0), limit)
+            return pixels_to_cells(points, canvas, (int(w), int(h)), rule=CELL_RULE)
+
+        views = []
+        if flipped is not None:
+            assert batch.flip is not None
+            pair, own = cells(batch.flip.pair_keypoints), cells(batch.flip.self_keypoints)
+            views = [
+                FlowView(flipped[:, 0], flipped[:, 1], pair[:, 0], pair[:, 1], batch.flip.pair_visible,
+                         GEOSC_FLIP_WEIGHTS["pair"]),
+                FlowView(flipped[:, 0], features[:, 0], own[:, 0], own[:, 1], batch.flip.self_visible,
+                         GEOSC_FLIP_WEIGHTS["self"]),
+            ]
         assert self.logit_scale is not None
-        result = geosc_loss(features[:, 0], features[:, 1], cells[:, 0], cells[:, 1], self.logit_scale,
-                            batch.visible, temperature=self.settings.geosc_temperature)
-        return {"info_nce": result.info_nce, "flow_epe": result.flow_epe}
+        main = cells(batch.keypoints)
+        result = geosc_loss(features[:, 0], features[:, 1], main[:, 0], main[:, 1], self.logit_scale,
+                            batch.visible, temperature=self.settings.geosc_temperature, views=views)
+        logged = {"info_nce": result.info_nce, "flow_epe": result.flow_epe}
+        if views:
+            logged["flip_epe"] = result.flip_epe
+        return result.total, logged
 
     def _global_count(self, count: torch.Tensor) -> torch.Tensor:
         """A per-process count summed over processes and scaled by the process count, so that DDP's gradient

@@ -69,6 +69,17 @@ KEYPOINT_NAMES = (
     "left_hip", "left_knee", "left_back_paw", "right_hip", "right_knee", "right_back_paw",
 )  # fmt: skip
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+#: Left/right partners: a horizontally flipped animal's left eye is where the original's right eye was mirrored
+#: to (GeoAware-SC ``utils/utils_geoware.py`` ``AP10K_FLIP``, indices turned into the names above; used by the
+#: pose-aware flip augmentation, ``corrbench.train.data``). Eyes, shoulders, elbows, knees, paws and hips pair up;
+#: nose, neck and root of tail stay themselves. Keyed by name, the table cannot shift: GeoAware-SC applies its
+#: indices after ``load_ap10k_data`` drops the keypoints no image of a species annotates, which would shift them
+#: for a species lacking one.
+FLIP_PAIRS = (
+    ("left_eye", "right_eye"), ("left_shoulder", "right_shoulder"), ("left_elbow", "right_elbow"),
+    ("left_knee", "right_knee"), ("left_front_paw", "right_front_paw"), ("left_back_paw", "right_back_paw"),
+    ("left_hip", "right_hip"),
+)  # fmt: skip
 #: No train list in the reference builds (too few images), skipped by GeoAware-SC's and MARCO's training readers.
 TRAINING_EXCLUDED_SPECIES = ("argali sheep", "black bear", "king cheetah")
 

@@ -111,6 +111,20 @@ def category_keypoints(category: str) -> tuple[tuple[str, ...], tuple[str, ...]]
         ) from None
 
 
+def flip_pairs(category: str) -> tuple[tuple[str, str], ...]:
+    """Left/right partners among a category's seen keypoints, as keypoint-id strings (the pair files' ``kps_ids``).
+
+    A mirrored instance keeps its semantic ids (module docstring), so in a horizontally flipped image the
+    keypoint named ``..left..`` sits where the original's ``..right..`` was mirrored to: partners are the names
+    that differ only by ``left`` <-> ``right``. A name without such a partner stays itself (pose-aware flip
+    augmentation, ``corrbench.train.data``).
+    """
+    seen = category_keypoints(category)[0]
+    index = {name: i for i, name in enumerate(seen)}
+    return tuple((str(i), str(index[name.replace("left", "right")])) for i, name in enumerate(seen)
+                 if "left" in name and name.replace("left", "right") in index)
+
+
 def check_generation_arguments(seed, images_per_category, pairs_per_category) -> dict[str, int]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"synthetic seed must be a non-negative integer, got {seed!r}")
