@@ -9,6 +9,7 @@ those tests are skipped (the extra is ~320 MB; see the README).
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -128,41 +129,68 @@ def test_on_grid_concatenates_s3_s4_s5_bilinearly():
 ENTERING = [32, 32, 32, 32, 32, 32, 32, 16, 16, 16, 8, 8]
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
+def write_tiny_release(folder, diffusers, transformers):
+    """A tiny random SD 1.5 look-alike in the diffusers layout (unet/, vae/, text_encoder/, tokenizer/), a tiny
+    CLIP vision folder, and an ODISE-style checkpoint holding captioner tensors with open gates."""
     torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
+    diffusers.UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(8, 16, 32, 32),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4)
-    vae = diffusers.AutoencoderKL(
+        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4).save_pretrained(folder / "sd" / "unet")
+    diffusers.AutoencoderKL(
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(4, 4, 4, 4), layers_per_block=1, latent_channels=4, norm_num_groups=2)
-    transformers.logging.set_verbosity_error()
-    text_model = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        block_out_channels=(4, 4, 4, 4), layers_per_block=1, latent_channels=4, norm_num_groups=2,
+    ).save_pretrained(folder / "sd" / "vae")
+    transformers.CLIPTextModel(transformers.CLIPTextConfig(
         vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-        bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    vision = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(folder / "sd" / "text_encoder")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{c: 2 + i for i, c in enumerate(letters)},
+             **{c + "</w>": 28 + i for i, c in enumerate(letters)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")  # no merges: words split into letters
+    transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+                               ).save_pretrained(folder / "sd" / "tokenizer")
+    transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(
         image_size=28, patch_size=14, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-        num_attention_heads=2, projection_dim=6))
+        num_attention_heads=2, projection_dim=6)).save_pretrained(folder / "clip")
+    captioner = ImplicitCaptioner(clip_dim=6, context_len=77, context_dim=16, time_dim=32)
+    state = {f"backbone.feature_extractor.{k}": torch.randn_like(v) for k, v in captioner.state_dict().items()}
+    torch.save({"model": state}, folder / "odise.pth")
+    return state
 
-    def encode_text(texts):  # a tokenizer needs vocabulary files; the text model itself is the real class
-        ids = torch.tensor([[0] + [2 + len(t) % 60] * 76 for t in texts])
-        return text_model(input_ids=ids).last_hidden_state
 
-    captioner = ImplicitCaptioner(6, 77, 16, unet.time_embedding.linear_2.out_features)
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    folder = tmp_path_factory.mktemp("release")
+    odise_state = write_tiny_release(folder, diffusers, transformers)
+    released = StableDiffusionFeatures.from_pretrained(
+        StableDiffusionSpec(model_id=str(folder / "sd"), clip_model_id=str(folder / "clip"), image_size=64,
+                            window=64), captioner_weights=folder / "odise.pth", progress=False)
 
     def build(**spec_fields):
+        """Same modules, another spec (from_pretrained is what `released` exercised)."""
         spec = StableDiffusionSpec(**{"image_size": 128, "window": 64, **spec_fields})
-        return StableDiffusionFeatures(spec, unet=unet, vae=vae, text_encoder=encode_text,
-                                       clip_image_encoder=sd.ClipImageEmbedder(vision), clip_image_size=28,
-                                       captioner=captioner)
-    return build, unet, vae, captioner
+        return StableDiffusionFeatures(spec, unet=released.unet, vae=released.vae,
+                                       text_encoder=released.text_encoder,
+                                       clip_image_encoder=released.clip_image_encoder, clip_image_size=28,
+                                       captioner=released.captioner)
+    return build, released, odise_state
 
 
+def test_from_pretrained_reads_the_release_layout(tiny):
+    _, released, odise_state = tiny
+    assert released.clip_image_size == 28 and released.empty_context.shape == (1, 77, 16)
+    assert torch.equal(released.captioner.alpha_cond, odise_state["backbone.feature_extractor.alpha_cond"])
+    info = released.weights_info()
+    assert len(info["captioner"]["sha256"]) == 64 and info["spec"]["timestep"] == 50
+    assert released.text_encoder.tokenizer(["a cat"]).input_ids[0] == [0, 28, 4, 2, 47, 1]  # a</w> c a t</w>
+    texts = released.text_encoder(["", "a cat"])
+    assert texts.shape == (2, 77, 16) and not torch.allclose(texts[0], texts[1])
 def reference_taps(unet, vae, window, context, spec, freeu):
     """The taps through diffusers' own ``UNet2DConditionModel.forward``: pre-hooks on each output block's
     resnet see ``cat([entering, skip])``, apply ODISE's FreeU rule by the entering channel count, and record."""
@@ -196,7 +224,8 @@ def reference_taps(unet, vae, window, context, spec, freeu):
 
 @pytest.mark.parametrize("freeu", [True, False])
 def test_taps_equal_diffusers_forward_at_timestep_50(tiny, freeu):
-    build, unet, vae, _ = tiny
+    build, released, _ = tiny
+    unet, vae = released.unet, released.vae
     off = {} if freeu else {"freeu": (1.0, 1.0, 1.0, 1.0)}
     model = build(prompt="", image_size=64, **off)
     window = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -238,27 +267,26 @@ def test_windows_are_averaged_where_they_overlap(tiny):
 
 
 def test_implicit_captioner_conditions_and_its_zero_gates_mean_the_empty_prompt(tiny):
-    build, _, _, captioner = tiny
+    build, released, _ = tiny
+    captioner = released.captioner
     window = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     empty = build(prompt="", image_size=64)(window)
-    with torch.no_grad():
-        for p in captioner.parameters():
-            p.zero_()
-        captioner.clip_project.linear.weight.normal_()
-        captioner.time_embed_project.linear.weight.normal_()
-    gated_off = build(image_size=64)(window)  # prompt=None: the implicit captioner, gates at tanh(0) = 0
-    for a, b in zip(gated_off, empty):
-        torch.testing.assert_close(a, b)
-    with torch.no_grad():
-        captioner.alpha_cond.fill_(1.0)
-        captioner.alpha_cond_time_embed.fill_(1.0)
-    model = build(image_size=64)
-    conditioned = model(window)
-    assert not torch.allclose(conditioned[0], empty[0])
-    assert all(torch.equal(a, b) for a, b in zip(conditioned, model(window)))  # deterministic: shared noise
+    conditioned = released(window)  # prompt=None: the implicit captioner, with the checkpoint's open gates
+    assert not torch.allclose(conditioned[0], empty[0], rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(conditioned, released(window)))  # deterministic: shared noise
+    loaded = {k: v.clone() for k, v in captioner.state_dict().items()}
+    try:
+        with torch.no_grad():
+            captioner.alpha_cond.zero_()
+            captioner.alpha_cond_time_embed.zero_()
+        for a, b in zip(released(window), empty):  # tanh(0) = 0: an untrained captioner is the empty prompt
+            torch.testing.assert_close(a, b)
+    finally:
+        captioner.load_state_dict(loaded)
 
 
 def test_the_implicit_captioner_needs_its_parts(tiny):
-    _, unet, vae, _ = tiny
+    released = tiny[1]
     with pytest.raises(ConfigError, match="implicit captioner"):
-        StableDiffusionFeatures(StableDiffusionSpec(), unet=unet, vae=vae, text_encoder=lambda texts: None)
+        StableDiffusionFeatures(StableDiffusionSpec(), unet=released.unet, vae=released.vae,
+                                text_encoder=released.text_encoder)
