@@ -9,6 +9,8 @@ those tests are skipped (the extra is ~320 MB; see the README).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import sys
 
@@ -29,6 +31,9 @@ EXTRA = "pip install 'corrbench[diffusion]'"
 
 @pytest.mark.parametrize("missing", ["diffusers", "transformers"])
 def test_missing_extra_is_one_line_naming_it(monkeypatch, missing):
+    other = {"diffusers": "transformers", "transformers": "diffusers"}[missing]
+    with contextlib.suppress(ImportError):  # imported whole first where installed: no half-imported module stays
+        importlib.import_module(other)
     monkeypatch.setitem(sys.modules, missing, None)  # makes `import <missing>` raise ImportError
     with pytest.raises(ConfigError) as caught:
         StableDiffusionFeatures.from_pretrained()
@@ -112,6 +117,23 @@ def test_captioner_weights_load_from_an_odise_checkpoint(tmp_path):
     torch.save({"model": state}, tmp_path / "partial.pth")
     with pytest.raises(DataError, match="alpha_cond_time_embed"):
         sd.load_captioner_weights(captioner, tmp_path / "partial.pth")
+
+
+def test_captioner_is_odises_gated_projection():
+    captioner = ImplicitCaptioner(clip_dim=3, context_len=4, context_dim=2, time_dim=5)
+    with torch.no_grad():
+        for p in captioner.parameters():
+            p.normal_()
+    embed, empty = torch.randn(2, 3), torch.randn(2, 4, 2)
+    context, time_offset = captioner(embed, empty)
+    project = captioner.clip_project
+    expected = empty + torch.tanh(captioner.alpha_cond) * (
+        (embed @ project.linear.weight.T + project.linear.bias)[:, None] + project.positional_embedding)
+    torch.testing.assert_close(context, expected)
+    timing = captioner.time_embed_project
+    expected = torch.tanh(captioner.alpha_cond_time_embed) * (
+        embed @ timing.linear.weight.T + timing.linear.bias + timing.positional_embedding[0])
+    torch.testing.assert_close(time_offset, expected)
 
 
 def test_on_grid_concatenates_s3_s4_s5_bilinearly():
