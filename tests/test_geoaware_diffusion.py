@@ -307,6 +307,23 @@ def test_implicit_captioner_conditions_and_its_zero_gates_mean_the_empty_prompt(
         captioner.load_state_dict(loaded)
 
 
+def test_random_weights_build_offline_and_encode_only_the_empty_prompt(tiny):
+    released = tiny[1]
+    architectures = dict(unet=dict(released.unet.config), vae=dict(released.vae.config),
+                         text=released.text_encoder.text_model.config.to_dict(),
+                         clip=released.clip_image_encoder.vision_model.config.to_dict())
+    spec = StableDiffusionSpec(image_size=64, window=64)
+    first = StableDiffusionFeatures.random(spec, seed=3, **architectures)
+    window = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    maps = first(window)
+    assert [tuple(m.shape) for m in maps] == [(1, 16, 4, 4), (1, 32, 2, 2), (1, 32, 1, 1)]
+    again = StableDiffusionFeatures.random(spec, seed=3, **architectures)(window)
+    assert all(torch.equal(a, b) for a, b in zip(maps, again))  # the seed fixes the weights
+    assert first.weights_info()["source"] == "random"
+    with pytest.raises(ConfigError, match="tokenizer"):
+        StableDiffusionFeatures.random(StableDiffusionSpec(prompt="a cat"), **architectures)
+
+
 def test_the_implicit_captioner_needs_its_parts(tiny):
     released = tiny[1]
     with pytest.raises(ConfigError, match="implicit captioner"):

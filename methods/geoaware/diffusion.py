@@ -60,6 +60,10 @@ the 512 -> 336 CLIP resize (ours does, as torchvision >= 0.17); numeric parity w
 extraction path itself is tested end to end on a tiny random UNet / VAE / text encoder / CLIP (shapes, taps,
 FreeU, timestep, noise, windows, determinism).
 
+``StableDiffusionFeatures.random`` builds the same architectures with random weights offline (``weights=random``:
+SD 1.5's UNet, VAE and text encoder, CLIP ViT-L/14-336; the captioner with ODISE's closed gates); having no
+tokenizer files, it encodes only the empty prompt.
+
 Weights download only when a user builds the model: the SD and CLIP folders through the Hugging Face cache
 (``$HF_HOME/hub``, default ``~/.cache/huggingface/hub``), ODISE's checkpoint into the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``, like every corrbench backbone). Never in tests.
@@ -87,6 +91,25 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ODISE_RELEASE = "https://github.com/NVlabs/ODISE/releases/download/v1.0.0/"
 CAPTIONER_PREFIX = "backbone.feature_extractor."  # where ODISE's model keeps LdmImplicitCaptionerExtractor
+
+# The released models' architectures, for weights=random (built offline, no download): the config.json fields of
+# stable-diffusion-v1-5's unet/, vae/ and text_encoder/ folders, and OpenAI CLIP ViT-L/14-336's vision tower.
+# They build 859,520,964 / 83,653,863 / 123,060,480 / 304,293,888 parameters (diffusers 0.27.2 and 0.42.1).
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8,
+    norm_num_groups=32, norm_eps=1e-5, flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, act_fn="silu")
+SD15_VAE = dict(
+    in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
+    sample_size=512, act_fn="silu")
+SD15_TEXT = dict(
+    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+CLIP_L14_336_VISION = dict(
+    image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+    num_attention_heads=16, projection_dim=768, hidden_act="quick_gelu")
 
 
 def require_diffusion_extra() -> tuple[Any, Any]:
@@ -271,6 +294,30 @@ class StableDiffusionFeatures(nn.Module):
             self.register_buffer("empty_context", self._embed_text([""]), persistent=False)
 
     @classmethod
+    def random(cls, spec: StableDiffusionSpec | None = None, *, seed: int = 0, unet: dict = SD15_UNET,
+               vae: dict = SD15_VAE, text: dict = SD15_TEXT, clip: dict = CLIP_L14_336_VISION
+               ) -> "StableDiffusionFeatures":
+        """The released architectures with random weights, built offline (``weights=random``); the captioner
+        starts as ODISE's does (closed gates: the empty prompt). There are no tokenizer files offline, so only
+        the empty prompt can be encoded (``prompt=None`` or ``""``). Architectures can be swapped for tests."""
+        spec = spec or StableDiffusionSpec()
+        if spec.prompt not in (None, ""):
+            raise ConfigError(f"prompt {spec.prompt!r} needs the released tokenizer; random weights encode only "
+                              "the empty prompt", hint="use prompt=None (implicit captioner) or build with from_pretrained")
+        diffusers, transformers = require_diffusion_extra()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet_model = diffusers.UNet2DConditionModel(**unet)
+            vae_model = diffusers.AutoencoderKL(**vae)
+            text_model = transformers.CLIPTextModel(transformers.CLIPTextConfig(**text))
+            vision = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(**clip))
+            captioner = ImplicitCaptioner(vision.config.projection_dim, text_model.config.max_position_embeddings,
+                                          text_model.config.hidden_size, unet_model.time_embedding.linear_2.out_features)
+        return cls(spec, unet=unet_model, vae=vae_model, text_encoder=EmptyPromptEncoder(text_model),
+                   clip_image_encoder=ClipImageEmbedder(vision), clip_image_size=vision.config.image_size,
+                   captioner=captioner, weights_info={"source": "random", "seed": seed})
+
+    @classmethod
     def from_pretrained(cls, spec: StableDiffusionSpec | None = None, *, captioner_weights=None,
                         progress: bool = True) -> "StableDiffusionFeatures":
         """The released models: SD and CLIP from the Hugging Face cache (downloaded there on first use), ODISE's
@@ -420,6 +467,24 @@ class HuggingFaceTextEncoder(nn.Module):
         return self.text_model(input_ids=ids).last_hidden_state
 
 
+class EmptyPromptEncoder(nn.Module):
+    """The text model on the empty prompt's CLIP tokens (start, then end-of-text padding to the context length,
+    as SD's tokenizer pads), for random weights, which have no tokenizer files."""
+
+    def __init__(self, text_model: nn.Module):
+        super().__init__()
+        self.text_model = text_model.requires_grad_(False).eval()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        if any(texts):
+            raise ConfigError("random SD weights have no tokenizer: only the empty prompt can be encoded")
+        config = self.text_model.config
+        ids = torch.full((len(texts), config.max_position_embeddings), config.eos_token_id,
+                         device=next(self.text_model.parameters()).device)
+        ids[:, 0] = config.bos_token_id
+        return self.text_model(input_ids=ids).last_hidden_state
+
+
 class ClipImageEmbedder(nn.Module):
     """CLIP's projected class token (``image_embeds``, not L2-normalised: ODISE's ``normalize=False``)."""
 
@@ -431,5 +496,6 @@ class ClipImageEmbedder(nn.Module):
         return self.vision_model(pixel_values=pixels).image_embeds
 
 
-__all__ = ["INSTALL_EXTRA", "ClipImageEmbedder", "HuggingFaceTextEncoder", "ImplicitCaptioner", "StableDiffusionFeatures",
-           "StableDiffusionSpec", "alphas_cumprod", "load_captioner_weights", "require_diffusion_extra", "window_origins"]
+__all__ = ["INSTALL_EXTRA", "ClipImageEmbedder", "EmptyPromptEncoder", "HuggingFaceTextEncoder", "ImplicitCaptioner",
+           "StableDiffusionFeatures", "StableDiffusionSpec", "alphas_cumprod", "load_captioner_weights",
+           "require_diffusion_extra", "window_origins"]
