@@ -176,7 +176,8 @@ class PositionalLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, seq_len: int):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
-        self.positional_embedding = nn.Parameter(torch.zeros(1, seq_len, out_features))
+        self.positional_embedding = nn.Parameter(torch.empty(1, seq_len, out_features))
+        nn.init.trunc_normal_(self.positional_embedding, std=0.02)  # ODISE's initialisation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x).unsqueeze(1) + self.positional_embedding
@@ -303,7 +304,7 @@ class StableDiffusionFeatures(nn.Module):
         spec = spec or StableDiffusionSpec()
         if spec.prompt not in (None, ""):
             raise ConfigError(f"prompt {spec.prompt!r} needs the released tokenizer; random weights encode only "
-                              "the empty prompt", hint="use prompt=None (implicit captioner) or build with from_pretrained")
+                              "the empty prompt", hint="use prompt=None (the implicit captioner) or from_pretrained")
         diffusers, transformers = require_diffusion_extra()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -311,8 +312,9 @@ class StableDiffusionFeatures(nn.Module):
             vae_model = diffusers.AutoencoderKL(**vae)
             text_model = transformers.CLIPTextModel(transformers.CLIPTextConfig(**text))
             vision = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(**clip))
-            captioner = ImplicitCaptioner(vision.config.projection_dim, text_model.config.max_position_embeddings,
-                                          text_model.config.hidden_size, unet_model.time_embedding.linear_2.out_features)
+            captioner = ImplicitCaptioner(
+                vision.config.projection_dim, text_model.config.max_position_embeddings,
+                text_model.config.hidden_size, unet_model.time_embedding.linear_2.out_features)
         return cls(spec, unet=unet_model, vae=vae_model, text_encoder=EmptyPromptEncoder(text_model),
                    clip_image_encoder=ClipImageEmbedder(vision), clip_image_size=vision.config.image_size,
                    captioner=captioner, weights_info={"source": "random", "seed": seed})
@@ -355,20 +357,19 @@ class StableDiffusionFeatures(nn.Module):
             raise ConfigError(f"SD features take (B, 3, H, W) canvases with H and W multiples of 64, got "
                               f"{tuple(canvases.shape)}", hint=f"resize to {self.spec.image_size} px first")
         height, width = canvases.shape[-2:]
-        sums: list[torch.Tensor] | None = None
-        counts: list[torch.Tensor] | None = None
+        crop = min(self.spec.window, height, width)
+        sums = counts = strides = None
         for y in window_origins(height, self.spec.window):
             for x in window_origins(width, self.spec.window):
-                crop = min(self.spec.window, height, width)
                 maps = self.window_features(canvases[:, :, y:y + crop, x:x + crop])
-                if sums is None:  # strides from the first window: canvas cells per map cell
-                    strides = [crop // m.shape[-1] for m in maps]
-                    sums = [m.new_zeros(m.shape[0], m.shape[1], height // s, width // s) for m, s in zip(maps, strides)]
-                    counts = [m.new_zeros(1, 1, height // s, width // s) for m, s in zip(maps, strides)]
+                if sums is None:
+                    strides = [crop // m.shape[-1] for m in maps]  # canvas pixels per map cell
+                    sums = [m.new_zeros(*m.shape[:2], height // s, width // s) for m, s in zip(maps, strides)]
+                    counts = [torch.zeros_like(total[:1, :1]) for total in sums]
                 for total, count, m, s in zip(sums, counts, maps, strides):
-                    cells = (slice(None), slice(None), slice(y // s, y // s + m.shape[-2]), slice(x // s, x // s + m.shape[-1]))
-                    total[cells] += m
-                    count[cells] += 1
+                    rows, cols = slice(y // s, y // s + m.shape[-2]), slice(x // s, x // s + m.shape[-1])
+                    total[..., rows, cols] += m
+                    count[..., rows, cols] += 1
         return [total / count for total, count in zip(sums, counts)]
 
     def window_features(self, window: torch.Tensor) -> list[torch.Tensor]:
