@@ -3,7 +3,8 @@
 GeoAware-SC (Junyi42/GeoAware-SC @ 99fd6b6, ``preprocess_map.py`` + ``model_utils/extractor_sd.py``) and DIY-SC
 (odunkel/DIY-SC @ e1121c0, the same ``extractor_sd.py`` byte for byte, the same ``load_model`` call) compute
 their SD features through ODISE -- the copy vendored in GeoAware-SC's ``third_party/ODISE``, which the authors
-changed (decoder-side taps, FreeU). This module re-implements that pipeline on ``diffusers`` modules; nothing
+changed: upstream NVlabs/ODISE (04c42cb) taps each output block after the skip concatenation and has no
+FreeU. This module re-implements that pipeline on ``diffusers`` modules; nothing
 of ODISE, detectron2 or ``ldm`` is needed. What it reproduces, step by step (the authors' value, then ours):
 
 - **Model**: ``load_model(diffusion_ver='v1-5', ...)`` -> ODISE's ``sd://v1-5``, the file
@@ -14,7 +15,8 @@ of ODISE, detectron2 or ``ldm`` is needed. What it reproduces, step by step (the
   960)``; the caller does this, e.g. with ``ResizePolicy("longest_side_pad", 960)``). ODISE then runs the
   model on **512 x 512 sliding windows** (``FeatureExtractorBackbone.slide_forward``: crop = stride = 512;
   for 960 px the windows start at 0 and 448, so 2 x 2 windows that overlap by 64 px) and averages the
-  overlapping cells. ``image_size`` / ``window``.
+  overlapping cells. ``image_size`` / ``window``. (A canvas smaller than a window, never the authors' case,
+  runs as one window at its own size; ODISE would upsample it to 512 px.)
 - **Normalisation**: pixels in [0, 1] (ODISE divides 0-255 by 255), then ``(x - 0.5) / 0.5`` for the VAE,
   whose posterior **mean** (not a sample) times ``scaling_factor`` (0.18215) is the latent.
 - **Timestep and noise**: one timestep, ``t = 50`` (``num_timesteps=50``) of the 1000-step "ldm_linear"
