@@ -114,4 +114,4 @@ def test_an_unknown_dataset_adapter_gets_did_you_mean_and_the_known_names():
     with pytest.raises(UnknownNameError, match="unknown dataset adapter 'ap10'") as caught:
         make_adapter(spec, Path("/nonexistent"))
     assert caught.value.hint.startswith("did you mean 'ap10k'")
-    assert "use one of ap10k, mp100, pf-pascal, pf-willow, spair, spair-u, synthetic" in caught.value.hint
+    assert "use one of ap10k, mp100, pf-pascal, pf-willow, pseudo-labels, spair, spair-u, synthetic" in caught.value.hint
