@@ -24,7 +24,8 @@ mixing weights into the model and, when the sizes differ, sets the model's fifth
 4-layer SD+DINOv2 checkpoint starts a 5-layer model), and loads every other key non-strictly. corrbench does the
 same for the mixing weights — a checkpoint with fewer mixing weights than the model fills the first ones and
 the model's extra ones become 0 (their code handles only 4 -> 5; with more extra weights it zeroes the fifth and keeps the others' initial ones, which corrbench does not copy) — but is strict about every other key (a missing, unexpected or mis-shaped key
-is a ConfigError naming the file), and refuses a checkpoint with MORE mixing weights than the model (their code
+is a ConfigError naming the file) except the stages of the layers beyond the checkpoint's mixing weights, which
+keep their initialisation as in the authors' non-strict load, and refuses a checkpoint with MORE mixing weights than the model (their code
 fails there too).
 """
 
@@ -124,11 +125,14 @@ class AggregationNetwork(nn.Module):
 def load_adapter_state(model: AggregationNetwork, state: Mapping[str, torch.Tensor], origin: str) -> None:
     """Load an authors' (or corrbench's) adapter state dict into ``model`` (rules in the module docstring)."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    mixing = state.get(MIXING_KEY)
+    # The stages of layers the checkpoint has no mixing weight for keep their initialisation (the authors' 4 -> 5).
+    known_layers = mixing.numel() if mixing is not None and mixing.ndim == 1 else len(model.feature_dims)
+    extra_stages = tuple(f"bottleneck_layers.{layer}." for layer in range(known_layers, len(model.feature_dims)))
+    missing = [k for k in own if k not in state and not k.startswith(extra_stages)]
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state and k != MIXING_KEY and tuple(state[k].shape) != tuple(own[k].shape)]
-    mixing = state.get(MIXING_KEY)
     if mixing is not None and (mixing.ndim != 1 or mixing.numel() > own[MIXING_KEY].numel()):
         mismatched.append(f"{MIXING_KEY}: file {tuple(mixing.shape)} vs model {tuple(own[MIXING_KEY].shape)} "
                           "(a checkpoint may have fewer mixing weights than the model, never more)")
@@ -141,7 +145,7 @@ def load_adapter_state(model: AggregationNetwork, state: Mapping[str, torch.Tens
             + "; ".join(parts),
             hint="the adapter's layer widths come from the feature sources (DINOv2 ViT-B/14: 768; SD+DINOv2: "
             "640,1280,1280,768) and projection_dim from the option; they must be the checkpoint's")
-    merged = dict(state)
+    merged = {**own, **state}
     filled = own[MIXING_KEY].clone().zero_()  # the authors zero the model's extra (fifth) mixing weight
     filled[: mixing.numel()] = mixing
     merged[MIXING_KEY] = filled

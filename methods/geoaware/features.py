@@ -8,8 +8,8 @@ corrbench reproduces it:
 - canvas: ``utils_correspondence.resize(img, 840)``: PIL ``LANCZOS`` resize of the 8-bit image so the longest
   side is 840 (short side ``np.around(840 * short / long)``), pasted centred on a black 840 x 840 canvas (offset
   ``(840 - short) // 2``; black = 0 before normalisation). Here: ``family_transform`` (``ResizePolicy``
-  ``longest_side_pad`` with the ``scale`` keypoint rule: their ``preprocess_kps_pad`` scales keypoints by
-  ``840 / long`` and adds the offset) and ``resize_8bit_pil(..., "lanczos")``; ``interpolation=torch`` resizes on
+  ``longest_side_pad`` for the content; keypoints as their ``preprocess_kps_pad``: both axes times
+  ``840 / long`` plus the offset, ``UniformScaleTransform``) and ``resize_8bit_pil(..., "lanczos")``; ``interpolation=torch`` resizes on
   the device instead (bilinear, antialiased; not the authors' filter);
 - normalisation: ImageNet mean / std (their ``ViTExtractor`` for DINO models), applied after padding, so the
   padding is ``-mean / std`` as theirs;
@@ -33,6 +33,7 @@ needs). A source name that is not registered is a ConfigError naming what provid
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import torch
@@ -53,9 +54,23 @@ INTERPOLATIONS = ("pil", "torch")
 KNOWN_PROVIDERS = {"sd": "the Stable Diffusion source (pip install corrbench[diffusion])"}
 
 
+@dataclasses.dataclass(frozen=True)
+class UniformScaleTransform(ResizeTransform):
+    """The authors' keypoint rule (``preprocess_kps_pad``): BOTH axes scaled by ``canvas / longest side`` plus the
+    padding offset. The content's short side is rounded to whole pixels, the keypoints' scale is not, so this
+    differs from a per-axis ``scale`` transform by up to half a canvas pixel along the short side."""
+
+    @property
+    def affine(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        scale = self.out_size[0] / max(self.in_size)
+        return (scale, scale), (float(self.offset[0]), float(self.offset[1]))
+
+
 def family_transform(image_size: Size, resolution: int = FAMILY_RESOLUTION) -> ResizeTransform:
-    """Original image -> the family's canvas: longest side to ``resolution``, centred padding, ``scale`` rule."""
-    return ResizePolicy("longest_side_pad", resolution, rule="scale").transform(image_size)
+    """Original image -> the family's canvas: longest side to ``resolution`` (short side rounded), centred padding,
+    keypoints by the authors' uniform scale (``UniformScaleTransform``)."""
+    placed = ResizePolicy("longest_side_pad", resolution, rule="scale").transform(image_size)
+    return UniformScaleTransform(**{f.name: getattr(placed, f.name) for f in dataclasses.fields(placed)})
 
 
 def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
