@@ -110,7 +110,8 @@ class GeoAwareMatcher(FeatureMatcher):
                                         "best.pth), or random")
         sources: tuple[str, ...] = option(("dino",), "feature sources, in the adapter's channel order (the "
                                           "authors': sd,dino)")
-        projection_dim: int = option(768, "adapter output width (the authors' PROJ_DIM)", ge=32, multiple_of=32)
+        projection_dim: int = option(768, "adapter output width (the authors' PROJ_DIM; its quarter, the bottleneck, "
+                                     "needs 32 GroupNorm groups)", ge=128, multiple_of=128)
         backbone: str = option(FAMILY_BACKBONE, "DINOv2 variant (the releases: vitb14); smaller ones for tests")
         resolution: int = option(FAMILY_RESOLUTION, "canvas side in pixels: longest side + centred padding "
                                  "(the authors' ANNO_SIZE, 840 = 60 x 60 cells)", ge=PATCH, multiple_of=PATCH)

@@ -1,0 +1,69 @@
+"""The GeoAware-SC family's methods: checkpoints (released, unreleased, strict loading), feature sources, and the
+canvas transform's inverse. Agreement with the authors' code is tests/test_geoaware_parity.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from corrbench.backbones.weights import hub_checkpoint_path
+from corrbench.errors import ConfigError, DataError
+from corrbench.methods.geoaware import DIY_SC_DINO, AggregationNetwork, family_transform, load_adapter_state
+from corrbench.methods.geoaware.weights import resolve_adapter_checkpoint
+from corrbench.registry import METHODS
+
+TINY = {"weights": "random", "resolution": 28, "backbone": "vits14", "projection_dim": 128}
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_unreleased_checkpoint_names_where_the_authors_file_was_expected(empty_hub):
+    with pytest.raises(ConfigError, match="geoaware-sc-dino has no released checkpoint: Junyi42/GeoAware-SC"):
+        METHODS.get("geoaware-sc-dino")()
+    with pytest.raises(ConfigError, match="jamais-vu has no released checkpoint: .*results_spair/"):
+        METHODS.get("jamais-vu")()
+
+
+def test_jamais_vu_needs_the_stable_diffusion_source(empty_hub):
+    with pytest.raises(ConfigError, match=r"feature source 'sd' is not available: .*corrbench\[diffusion\]"):
+        METHODS.get("jamais-vu")(**{**TINY, "checkpoint": "random"})
+
+
+def test_weights_random_makes_the_adapter_random_and_is_recorded(empty_hub):
+    matcher = METHODS.get("diy-sc")(**TINY)
+    info = matcher.info()
+    assert info["weights"]["source"] == "random" and info["weights"]["sources"]["dino"]["source"] == "random"
+    assert info["config"]["localizer"] == "window-soft-argmax" and info["config"]["window"] == 7
+    assert matcher.config.sources == ("dino",) and matcher.adapter.feature_dims == (384,)
+
+
+def test_cached_release_with_a_wrong_sha256_is_refused(empty_hub):
+    path = hub_checkpoint_path(DIY_SC_DINO.filename)
+    path.parent.mkdir(parents=True)
+    torch.save(AggregationNetwork([768], 768).state_dict(), path)
+    with pytest.raises(DataError, match="sha256 is .*expected 42e9c8a4"):
+        resolve_adapter_checkpoint(None, DIY_SC_DINO, "diy-sc")
+
+
+def test_loading_is_strict_except_for_fewer_mixing_weights():
+    model = AggregationNetwork([32, 32], projection_dim=128)
+    state = AggregationNetwork([32, 32], projection_dim=128).state_dict()
+    with pytest.raises(ConfigError, match="1 unexpected: extra"):
+        load_adapter_state(model, {**state, "extra": torch.zeros(1)}, "file.pth")
+    with pytest.raises(ConfigError, match="never more"):
+        load_adapter_state(model, {**state, "mixing_weights": torch.zeros(3)}, "file.pth")
+    with pytest.raises(ConfigError, match="missing: bottleneck_layers.1.0.conv1.weight"):
+        load_adapter_state(model, {k: v for k, v in state.items() if k != "bottleneck_layers.1.0.conv1.weight"},
+                           "file.pth")
+
+
+def test_family_transform_scales_both_axes_alike_and_inverts():
+    transform = family_transform((30, 20), 28)  # content 28 x 19: the short side is rounded, the scale is not
+    points = torch.tensor([[0.0, 0.0], [29.0, 19.0]], dtype=torch.float64)
+    torch.testing.assert_close(transform.forward(points), torch.tensor([[0.0, 4.0], [29 * 28 / 30, 4 + 19 * 28 / 30]],
+                                                                       dtype=torch.float64))
+    torch.testing.assert_close(transform.inverse(transform.forward(points)), points)
