@@ -67,3 +67,35 @@ def test_family_transform_scales_both_axes_alike_and_inverts():
     torch.testing.assert_close(transform.forward(points), torch.tensor([[0.0, 4.0], [29 * 28 / 30, 4 + 19 * 28 / 30]],
                                                                        dtype=torch.float64))
     torch.testing.assert_close(transform.inverse(transform.forward(points)), points)
+
+
+def pose_batch(category: str, kp_ids: tuple[str, ...]):
+    from corrbench.types import PairBatch
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 40, 56, generator=generator)
+    source = target.flip(-1)  # the mirrored source IS the target: the flip must win
+    points = torch.tensor([[[10.0, 12.0], [45.0, 30.0]]])
+    return PairBatch(src_images=[source], trg_images=[target], src_kps=points,
+                     query_mask=torch.ones(1, 2, dtype=torch.bool), src_sizes=[(56, 40)], trg_sizes=[(56, 40)],
+                     pair_ids=["p"], categories=[category], src_ids=["s"], trg_ids=["t"], kp_ids=[kp_ids])
+
+
+def test_pose_alignment_takes_the_mirrored_source_when_it_matches_better(empty_hub):
+    options = {**TINY, "resolution": 56}
+    plain = METHODS.get("diy-sc")(**options).predict(pose_batch("car", ("2", "3"))).points
+    aligned_matcher = METHODS.get("diy-sc")(**options, pose_alignment="spair71k")
+    aligned = aligned_matcher.predict(pose_batch("car", ("2", "3"))).points
+    assert aligned_matcher.info()["config"]["pose_alignment"] == "spair71k"
+    assert not torch.allclose(plain, aligned)
+    # "2" is queried in the mirrored source (= the target) at the mirror image of its partner "3", and vice versa
+    mirrored_x = torch.tensor([55.0 - 45.0, 55.0 - 10.0])
+    assert (aligned[0, :, 0] - mirrored_x).abs().max() < 8  # within half a cell (14 px canvas = 10 px here)
+
+
+def test_pose_alignment_refuses_categories_and_ids_of_other_datasets(empty_hub):
+    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    with pytest.raises(ConfigError, match="no spair71k flip table for category 'antelope'"):
+        matcher.predict(pose_batch("antelope", ("0", "1")))
+    with pytest.raises(ConfigError, match="are not spair71k's"):
+        matcher.predict(pose_batch("car", ("left_eye", "right_eye")))

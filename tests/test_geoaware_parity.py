@@ -19,12 +19,14 @@ from corrbench.backbones.weights import hub_checkpoint_path
 from corrbench.files import file_sha256
 from corrbench.methods.geoaware import DIY_SC_DINO, AggregationNetwork, family_canvas, family_transform
 from corrbench.methods.geoaware.adapter import load_adapter_state
-from corrbench.methods.geoaware.matcher import family_localizer, normalize_descriptors, transfer_canvas_points
+from corrbench.methods.geoaware.matcher import (family_localizer, normalize_descriptors, pose_aligned_canvas_points,
+                                                transfer_canvas_points)
+from corrbench.methods.geoaware.pose_alignment import SPAIR71K_FLIP_GROUPS, flip_plan
 from corrbench.methods.geoaware.weights import resolve_adapter_checkpoint
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = np.load(DATA / "geoaware_family_golden.npz")
-ADAPTER_SEED, MATCH_SEED, CANVAS_SEED, RELEASE_SEED, PARAMETER_SEED = 0, 1, 2, 3, 4
+ADAPTER_SEED, MATCH_SEED, CANVAS_SEED, RELEASE_SEED, PARAMETER_SEED, POSE_SEED = 0, 1, 2, 3, 4, 5
 GRID, CHANNELS, ANNO, CANVAS = 60, 16, 840, 28
 
 
@@ -95,6 +97,28 @@ def test_transferred_points_equal_the_authors(name, localizer, window):
     points = torch.from_numpy(GOLDEN["match_points"])
     ours = transfer_canvas_points(src, trg, points, ANNO, family_localizer(localizer, window, 0.02)).float()
     torch.testing.assert_close(ours, torch.from_numpy(GOLDEN[f"match_{name}"]), rtol=0, atol=1e-3)
+
+
+def pose_pair() -> dict[str, np.ndarray]:
+    """The generator's 'car' pair: descriptors drawn as it draws them, keypoints, visibility."""
+    rng = np.random.RandomState(POSE_SEED)
+    trg = rng.standard_normal((GRID, GRID, CHANNELS)).astype(np.float32)
+    mirrored = np.roll(trg, shift=(1, 2), axis=(0, 1)) + 0.3 * rng.standard_normal(trg.shape).astype(np.float32)
+    src = np.roll(trg, shift=(1, 2), axis=(0, 1)) + 1.5 * rng.standard_normal(trg.shape).astype(np.float32)
+    src_kps = rng.uniform(20, 820, size=(30, 2)).astype(np.float32)
+    as_map = lambda a: normalize_descriptors(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1), dim=0)
+    return {"src": as_map(src), "mirrored": as_map(mirrored), "trg": as_map(trg), "src_kps": src_kps}
+
+
+@pytest.mark.parametrize("case, plain, mirrored", [("flip_wins", "src", "mirrored"), ("flip_loses", "mirrored", "src")])
+def test_pose_alignment_equals_the_authors(case, plain, mirrored):
+    pair = pose_pair()
+    visible = [int(i) for i in GOLDEN["pose_visible"]]  # mutually visible ids: the pair's listed keypoints
+    query, replace = flip_plan(SPAIR71K_FLIP_GROUPS["car"], visible)
+    canvas = torch.from_numpy(pair["src_kps"][visible])
+    ours = pose_aligned_canvas_points(pair[plain], pair[mirrored], pair["trg"], canvas, query, replace, ANNO,
+                                      family_localizer()).float()
+    torch.testing.assert_close(ours, torch.from_numpy(GOLDEN[f"pose_{case}"]), rtol=0, atol=1e-3)
 
 
 def test_released_diy_sc_adapter_equals_the_authors():

@@ -5,6 +5,7 @@ implementation, equal in behaviour and checkpoint layout to the authors' release
 - ``features``: DINOv2 ViT-B/14 tokens on the family's 840 px canvas, and the hook for other feature sources;
 - ``adapter``: the ``AggregationNetwork`` and loading the authors' checkpoints;
 - ``matcher``: ``GeoAwareMatcher``, the released matching rule;
+- ``pose_alignment``: GeoAware-SC's test-time adaptive pose alignment (flip tables, criterion, replacement rule);
 - ``weights``: the released checkpoints (DIY-SC's DINOv2 adapter) and where unreleased ones were expected;
 - ``members``: the registered methods ``diy-sc``, ``geoaware-sc-dino``, ``jamais-vu``.
 

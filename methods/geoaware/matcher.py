@@ -18,8 +18,9 @@ Jamais Vu), on the family canvas (``features.family_transform``, 840 px, 60 x 60
 - cell -> point: ``x = c * stride + stride // 2`` (14 c + 7 at 840 px: the floor of the half stride, not the
   patch centre 14 c + 6.5), then the inverse of the canvas transform to original pixels.
 
-The zero-shot evaluation (``DUMMY_NET``: no adapter, per-source normalisation) is not a member here; GeoAware-SC's
-test-time adaptive pose alignment is not implemented yet (see the README).
+``pose_alignment=spair71k`` / ``ap10k`` adds GeoAware-SC's test-time adaptive pose alignment
+(``pose_alignment.py``); off by default, as in every supervised evaluation config. The zero-shot evaluation
+(``DUMMY_NET``: no adapter, per-source normalisation) is not a member here.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from corrbench.errors import ConfigError
 from corrbench.localizers import build_localizer
 from corrbench.matcher import FeatureMatcher
 from corrbench.similarity import Localizer
-from corrbench.types import FeatureMap
+from corrbench.types import FeatureMap, MatchOutput, PairBatch
 
 from .adapter import AggregationNetwork, load_adapter_state
+from .pose_alignment import TABLES, flip_groups, flip_plan, keypoint_indices, mutual_nn_distance
 from .features import FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, concatenated_features
 from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, resolve_adapter_checkpoint
 
@@ -89,6 +91,22 @@ def transfer_canvas_points(src_features: torch.Tensor, trg_features: torch.Tenso
     return cells_to_canvas(target, canvas, grid)
 
 
+def pose_aligned_canvas_points(src_features: torch.Tensor, mirrored_features: torch.Tensor,
+                               trg_features: torch.Tensor, canvas_points: torch.Tensor, query: Sequence[int],
+                               replace: Sequence[bool], canvas: int, localizer: Localizer) -> torch.Tensor:
+    """GeoAware-SC's adaptive pose alignment on one pair (``pose_alignment.py``): ``(N, 2)`` source canvas points
+    of mutually visible keypoints -> ``(N, 2)`` target canvas points (float64). ``query`` and ``replace`` come from
+    ``flip_plan``; the mirrored source is queried at ``canvas - x`` of each row's ``query`` row."""
+    predicted = transfer_canvas_points(src_features, trg_features, canvas_points, canvas, localizer)
+    if mutual_nn_distance(mirrored_features, trg_features) < mutual_nn_distance(src_features, trg_features):
+        queried = canvas_points[list(query)]
+        mirrored_points = torch.stack((canvas - queried[:, 0], queried[:, 1]), dim=-1)
+        aligned = transfer_canvas_points(mirrored_features, trg_features, mirrored_points, canvas, localizer)
+        take = torch.tensor(list(replace), dtype=torch.bool, device=predicted.device)
+        predicted[take] = aligned[take]
+    return predicted
+
+
 class GeoAwareMatcher(FeatureMatcher):
     """Frozen features (``sources``) refined by GeoAware-SC's adapter, matched by the released rule.
 
@@ -96,7 +114,7 @@ class GeoAwareMatcher(FeatureMatcher):
     """
 
     description = "GeoAware-SC family: frozen features + aggregation adapter, window soft-argmax"
-    matching_options = ("localizer", "window", "temperature")
+    matching_options = ("localizer", "window", "temperature", "pose_alignment")
     #: The adapter file ``checkpoint=none`` means.
     release: ClassVar[ReleasedCheckpoint | UnreleasedCheckpoint] = UnreleasedCheckpoint(
         "the family's base class has no checkpoint of its own")
@@ -123,6 +141,9 @@ class GeoAwareMatcher(FeatureMatcher):
                              used_when={"localizer": ("window-soft-argmax",)})
         temperature: float = option(0.02, "soft-argmax temperature on cosine similarities (soft_argmax's beta)",
                                     gt=0, used_when={"localizer": ("window-soft-argmax",)})
+        pose_alignment: str = option("off", "GeoAware-SC's test-time adaptive pose alignment (ADAPT_FLIP with the "
+                                     "MUTUAL_NN criterion) with the flip table of spair71k or ap10k; off as in "
+                                     "every supervised evaluation config", choices=("off", *TABLES))
         seed: int = option(0, "initialisation of checkpoint=random and weights=random")
 
         rules = (Rule(lambda c: len(c.sources) == len(set(c.sources)), "sources {sources} lists a source twice"),)
@@ -176,6 +197,32 @@ class GeoAwareMatcher(FeatureMatcher):
         size = self.config.resolution
         return [FeatureMap(f, family_transform((int(im.shape[-1]), int(im.shape[-2])), size))
                 for f, im in zip(refined, images)]
+
+    def match(self, batch: PairBatch) -> MatchOutput:
+        if self.config.pose_alignment == "off":
+            return super().match(batch)
+        if batch.kp_ids is None:
+            raise ConfigError("pose_alignment needs the pairs' keypoint ids, and this batch has none",
+                              hint="use pose_alignment=off")
+        table = self.config.pose_alignment
+        src_maps = self.features(batch.src_images, batch.src_ids)
+        trg_maps = self.features(batch.trg_images, batch.trg_ids)
+        mirrored = self.features([image.flip(-1) for image in batch.src_images],
+                                 [f"{image_id}#mirrored" for image_id in batch.src_ids])
+        points = []
+        for b, (src, trg, flipped) in enumerate(zip(src_maps, trg_maps, mirrored)):
+            predicted = self.match_maps(src, trg, batch.src_kps[b])  # padding rows too
+            rows = len(batch.kp_ids[b])
+            if rows:
+                query, replace = flip_plan(flip_groups(table, batch.categories[b]),
+                                           keypoint_indices(table, batch.kp_ids[b]))
+                canvas = src.transform.forward(batch.src_kps[b][:rows].float())
+                aligned = pose_aligned_canvas_points(src.features.float(), flipped.features.float(),
+                                                     trg.features.float(), canvas, query, replace,
+                                                     src.transform.out_size[0], self.localizer)
+                predicted[:rows] = trg.transform.inverse(aligned).to(predicted.dtype)
+            points.append(predicted)
+        return MatchOutput(points=torch.stack(points))
 
     def match_maps(self, src: FeatureMap, trg: FeatureMap, src_points: torch.Tensor) -> torch.Tensor:
         if src.grid_size[0] != src.grid_size[1] or src.transform.out_size[0] != src.transform.out_size[1]:

@@ -24,6 +24,9 @@ Cases (inputs from ``numpy.random.RandomState``, whose streams numpy keeps stabl
   needs 60 x 60) for ``SOFT_EVAL`` with windows 7, 5 and 0 and without ``SOFT_EVAL``, at 14 keypoints, some on
   cell borders, with strong matches and weak ones (cosine peaks near 0.05, where the authors' zeroed-outside
   window and a window that leaves the outside out disagree);
+- pose alignment: ``compute_pck``'s ``ADAPT_FLIP`` + ``MUTUAL_NN`` steps (``permute_indices``,
+  ``flip_keypoints``, ``get_distance_mutual_nn``, ``optimized_kps_1_to_2``) on a 'car' pair whose visibility
+  breaks some flip groups, once with the mirrored source winning and once losing;
 - release (optional): the released DIY-SC adapter on a ``(1, 768, 2, 2)`` input.
 """
 
@@ -38,7 +41,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-ADAPTER_SEED, MATCH_SEED, CANVAS_SEED, RELEASE_SEED, PARAMETER_SEED = 0, 1, 2, 3, 4
+ADAPTER_SEED, MATCH_SEED, CANVAS_SEED, RELEASE_SEED, PARAMETER_SEED, POSE_SEED = 0, 1, 2, 3, 4, 5
 GRID, CHANNELS, ANNO, CANVAS = 60, 16, 840, 28
 
 
@@ -71,6 +74,24 @@ def match_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     points = rng.uniform(0, ANNO, size=(14, 2)).astype(np.float32)
     points[:4] = np.array([[14 * 7, 14 * 30], [14 * 59, 0.0], [0.0, 14 * 12], [839.0, 839.0]], dtype=np.float32)
     return src.reshape(-1, CHANNELS), trg.reshape(-1, CHANNELS), points
+
+
+def pose_inputs() -> dict[str, np.ndarray]:
+    """A 'car' pair (30 keypoints): source, mirrored-source and target ``(3600, 16)`` descriptors, canvas keypoints
+    of both images and their visibility. The mirrored source resembles the target more (its flip wins)."""
+    rng = np.random.RandomState(POSE_SEED)
+    trg = rng.standard_normal((GRID, GRID, CHANNELS)).astype(np.float32)
+    mirrored = np.roll(trg, shift=(1, 2), axis=(0, 1)) + 0.3 * rng.standard_normal(trg.shape).astype(np.float32)
+    src = np.roll(trg, shift=(1, 2), axis=(0, 1)) + 1.5 * rng.standard_normal(trg.shape).astype(np.float32)
+    src_kps = rng.uniform(20, 820, size=(30, 2)).astype(np.float32)
+    trg_kps = rng.uniform(20, 820, size=(30, 2)).astype(np.float32)
+    # mutually visible: both wheels of groups (10, 20), (11, 21); 0 without its partner 1; 2 and 3; 16 alone
+    src_vis = np.zeros(30, dtype=np.float32)
+    trg_vis = np.zeros(30, dtype=np.float32)
+    src_vis[[0, 2, 3, 4, 10, 11, 16, 20, 21, 28]] = 1
+    trg_vis[[0, 1, 2, 3, 4, 10, 11, 16, 20, 21, 29]] = 1
+    return {"src": src.reshape(-1, CHANNELS), "mirrored": mirrored.reshape(-1, CHANNELS), "trg": trg.reshape(-1, CHANNELS),
+            "src_kps": src_kps, "trg_kps": trg_kps, "src_vis": src_vis, "trg_vis": trg_vis}
 
 
 def canvas_inputs() -> list[np.ndarray]:
@@ -139,6 +160,38 @@ def matching_cases(geoaware: Path) -> dict[str, np.ndarray]:
     return golden
 
 
+def pose_alignment_cases(geoaware: Path) -> dict[str, np.ndarray]:
+    """``compute_pck``'s ADAPT_FLIP + MUTUAL_NN steps for one pair, with the source as is and mirrored swapped."""
+    sys.path.insert(0, str(geoaware))
+    from utils.utils_correspondence import calculate_keypoint_transformation, get_distance_mutual_nn, kpts_to_patch_idx
+    from utils.utils_geoware import SPAIR_FLIP, flip_keypoints, optimized_kps_1_to_2, permute_indices
+
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # their helpers move tensors to the GPU; CPU here
+    data = pose_inputs()
+    normalise = lambda f: f / (torch.linalg.norm(f, dim=-1)[:, :, None] + 1e-10)
+    trg = normalise(torch.from_numpy(data["trg"])[None])
+    img1_kps = torch.cat([torch.from_numpy(data["src_kps"]), torch.from_numpy(data["src_vis"])[:, None]], 1)
+    img2_kps = torch.cat([torch.from_numpy(data["trg_kps"]), torch.from_numpy(data["trg_vis"])[:, None]], 1)
+    img1_kps[:, :2] *= img1_kps[:, 2:]  # their loader zeroes invisible keypoints
+    img2_kps[:, :2] *= img2_kps[:, 2:]
+    vis = img1_kps[:, 2] * img2_kps[:, 2] > 0
+    permute_list = SPAIR_FLIP["car"]
+    args = SimpleNamespace(ANNO_SIZE=ANNO, SOFT_EVAL=True, SOFT_EVAL_WINDOW=7)
+    golden = {}
+    for name, (plain, mirrored) in {"flip_wins": ("src", "mirrored"), "flip_loses": ("mirrored", "src")}.items():
+        d1, d1f = normalise(torch.from_numpy(data[plain])[None]), normalise(torch.from_numpy(data[mirrored])[None])
+        kps = calculate_keypoint_transformation(args, d1, trg, kpts_to_patch_idx(args, img1_kps, GRID), GRID)
+        img1_kps_flip = flip_keypoints(img1_kps, ANNO, permute_indices(permute_list, vis))
+        kps_flip = calculate_keypoint_transformation(args, d1f, trg, kpts_to_patch_idx(args, img1_kps_flip, GRID), GRID)
+        original, flipped = get_distance_mutual_nn(d1, trg), get_distance_mutual_nn(d1f, trg)
+        final = optimized_kps_1_to_2(args, kps.clone(), kps_flip, img1_kps, img2_kps, flipped, original, vis,
+                                     permute_list)
+        golden[f"pose_{name}"] = final[vis].numpy()
+        golden[f"pose_{name}_distances"] = np.array([original.item(), flipped.item()])
+    golden["pose_visible"] = np.nonzero(vis.numpy())[0]
+    return golden
+
+
 def release_case(diysc: Path, checkpoint: Path) -> dict[str, np.ndarray]:
     sys.path.insert(0, str(diysc))
     from model_utils.projection_network import AggregationNetwork
@@ -159,7 +212,8 @@ def main() -> None:
     parser.add_argument("--release-out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    golden = {**adapter_cases(args.diysc), **canvas_cases(args.geoaware), **matching_cases(args.geoaware)}
+    golden = {**adapter_cases(args.diysc), **canvas_cases(args.geoaware), **matching_cases(args.geoaware),
+              **pose_alignment_cases(args.geoaware)}
     golden["commits"] = np.array([git_head(args.geoaware), git_head(args.diysc)])
     np.savez_compressed(args.out, **golden)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
