@@ -21,7 +21,7 @@ from corrbench.methods.geoaware import DIY_SC_DINO, AggregationNetwork, family_c
 from corrbench.methods.geoaware.adapter import load_adapter_state
 from corrbench.methods.geoaware.matcher import (family_localizer, normalize_descriptors, pose_aligned_canvas_points,
                                                 transfer_canvas_points)
-from corrbench.methods.geoaware.pose_alignment import SPAIR71K_FLIP_GROUPS, flip_plan
+from corrbench.methods.geoaware.pose_alignment import flip_groups, flip_plan
 from corrbench.methods.geoaware.weights import resolve_adapter_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -114,7 +114,7 @@ def pose_pair() -> dict[str, np.ndarray]:
 def test_pose_alignment_equals_the_authors(case, plain, mirrored):
     pair = pose_pair()
     visible = [int(i) for i in GOLDEN["pose_visible"]]  # mutually visible ids: the pair's listed keypoints
-    query, replace = flip_plan(SPAIR71K_FLIP_GROUPS["car"], visible)
+    query, replace = flip_plan(flip_groups("spair71k", "car"), [str(i) for i in visible])
     canvas = torch.from_numpy(pair["src_kps"][visible])
     ours = pose_aligned_canvas_points(pair[plain], pair[mirrored], pair["trg"], canvas, query, replace, ANNO,
                                       family_localizer()).float()

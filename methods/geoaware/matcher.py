@@ -39,7 +39,7 @@ from corrbench.similarity import Localizer
 from corrbench.types import FeatureMap, MatchOutput, PairBatch
 
 from .adapter import AggregationNetwork, load_adapter_state
-from .pose_alignment import TABLES, flip_groups, flip_plan, keypoint_indices, mutual_nn_distance
+from .pose_alignment import TABLES, flip_groups, flip_plan, mutual_nn_distance
 from .features import FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, concatenated_features
 from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, resolve_adapter_checkpoint
 
@@ -214,8 +214,7 @@ class GeoAwareMatcher(FeatureMatcher):
             predicted = self.match_maps(src, trg, batch.src_kps[b])  # padding rows too
             rows = len(batch.kp_ids[b])
             if rows:
-                query, replace = flip_plan(flip_groups(table, batch.categories[b]),
-                                           keypoint_indices(table, batch.kp_ids[b]))
+                query, replace = flip_plan(flip_groups(table, batch.categories[b]), batch.kp_ids[b])
                 canvas = src.transform.forward(batch.src_kps[b][:rows].float())
                 aligned = pose_aligned_canvas_points(src.features.float(), flipped.features.float(),
                                                      trg.features.float(), canvas, query, replace,

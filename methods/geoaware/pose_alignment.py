@@ -13,10 +13,10 @@ The authors' rule (Junyi42/GeoAware-SC ``pck_train.compute_pck`` with ``utils_ge
 4. if the mirrored distance is smaller, the prediction of every keypoint whose partner (full group permutation)
    is mutually visible is replaced by its mirrored-source prediction.
 
-Flip groups (``FLIP_GROUPS``) come from the authors' evaluation tables: SPair-71k (``SPAIR_FLIP``, keypoint ids are
-the annotation's indices) and AP-10K (``AP10K_FLIP``, one table for every species; corrbench's AP-10K ids are
-the keypoint names, in the annotation's index order). The option names the table, since the keypoint ids of
-other datasets with the same category names (PF-PASCAL) mean other parts.
+Flip groups come from the authors' tables, by corrbench's keypoint ids: SPair-71k (``SPAIR71K_FLIP_PAIRS``) and
+AP-10K (``AP10K_FLIP_PAIRS``, by keypoint name). The option names the table, since the keypoint ids of other
+datasets with the same category names (PF-PASCAL) mean other parts. Ids that no group holds are their own mirror
+image; a pair's ids that a table does not know (SPair-U's new keypoints) are such ids.
 
 Differences from the authors' code: their groups are first restricted to the keypoints that occur in the split
 ("used points"); here a group keeps every id, which differs only for a group with a member that never occurs in
@@ -32,19 +32,17 @@ import torch
 
 from corrbench.errors import ConfigError
 
-AP10K_KEYPOINTS = ("left_eye", "right_eye", "nose", "neck", "root_of_tail", "left_shoulder", "left_elbow",
-                   "left_front_paw", "right_shoulder", "right_elbow", "right_front_paw", "left_hip", "left_knee",
-                   "left_back_paw", "right_hip", "right_knee", "right_back_paw")
-
-#: Keypoint indices a horizontal flip permutes, per category (ids in no group are their own mirror image).
-SPAIR71K_FLIP_GROUPS: Mapping[str, tuple[tuple[int, ...], ...]] = {
+#: SPair-71k's mirror pairs by keypoint id (GeoAware-SC ``SPAIR_FLIP_TRN``, in SPair's own ids: their test-time
+#: ``SPAIR_FLIP`` numbers bus keypoints after dropping ids 8 and 9, unused in the test split, so its bus pairs from
+#: id 10 on read two lower; corrbench's pairs carry SPair's ids). Every group of the authors' tables is a pair.
+SPAIR71K_FLIP_PAIRS: Mapping[str, tuple[tuple[int, int], ...]] = {
     "aeroplane": ((4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17), (18, 19), (20, 21)),
     "bicycle": ((2, 3), (6, 7), (9, 10)),
     "bird": ((1, 2), (4, 5), (7, 8), (10, 11), (12, 13), (14, 15)),
     "boat": ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12)),
     "bottle": ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)),
-    "bus": ((0, 1), (2, 3), (5, 6), (8, 18), (11, 21), (9, 19), (12, 22), (10, 20), (13, 23), (14, 15), (24, 25),
-            (16, 17), (26, 27)),
+    "bus": ((0, 1), (2, 3), (5, 6), (10, 20), (13, 23), (11, 21), (14, 24), (12, 22), (15, 25), (16, 17), (26, 27),
+            (18, 19), (28, 29)),
     "car": ((0, 1), (2, 3), (6, 7), (10, 20), (13, 23), (11, 21), (14, 24), (12, 22), (15, 25), (16, 17), (26, 27),
             (18, 19), (28, 29)),
     "cat": ((0, 1), (2, 3), (4, 5), (6, 7), (9, 10), (11, 12)),
@@ -59,41 +57,36 @@ SPAIR71K_FLIP_GROUPS: Mapping[str, tuple[tuple[int, ...], ...]] = {
     "train": ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17)),
     "tvmonitor": ((0, 2), (4, 6), (3, 7), (8, 10), (12, 14), (11, 15)),
 }
-AP10K_FLIP_GROUPS = ((0, 1), (5, 8), (6, 9), (12, 15), (7, 10), (13, 16), (11, 14))
+#: AP-10K's mirror pairs (``AP10K_FLIP``, one table for every species), by corrbench's AP-10K keypoint ids (names).
+AP10K_FLIP_PAIRS = (("left_eye", "right_eye"), ("left_shoulder", "right_shoulder"), ("left_elbow", "right_elbow"),
+                    ("left_knee", "right_knee"), ("left_front_paw", "right_front_paw"),
+                    ("left_back_paw", "right_back_paw"), ("left_hip", "right_hip"))
 #: The ``pose_alignment`` option's tables.
 TABLES = ("spair71k", "ap10k")
 
 
-def flip_groups(table: str, category: str) -> tuple[tuple[int, ...], ...]:
+def flip_groups(table: str, category: str) -> tuple[tuple[str, ...], ...]:
+    """The mirror groups (keypoint-id strings) of ``category`` in ``table``."""
     if table == "ap10k":
-        return AP10K_FLIP_GROUPS
-    if table == "spair71k" and category in SPAIR71K_FLIP_GROUPS:
-        return SPAIR71K_FLIP_GROUPS[category]
+        return AP10K_FLIP_PAIRS
+    if table == "spair71k" and category in SPAIR71K_FLIP_PAIRS:
+        return tuple((str(a), str(b)) for a, b in SPAIR71K_FLIP_PAIRS[category])
     raise ConfigError(f"pose alignment: no {table} flip table for category {category!r}",
                       hint=f"pose_alignment={table} applies to {table}'s categories only; use pose_alignment=off")
 
 
-def keypoint_indices(table: str, kp_ids: Sequence[str]) -> list[int]:
-    """The dataset's keypoint indices of a pair's ids (SPair-71k: the ids themselves; AP-10K: the names' order)."""
-    try:
-        return [AP10K_KEYPOINTS.index(k) if table == "ap10k" else int(k) for k in kp_ids]
-    except ValueError:
-        raise ConfigError(f"pose alignment: keypoint ids {list(kp_ids)[:5]} are not {table}'s",
-                          hint=f"pose_alignment={table} needs a {table} benchmark; use pose_alignment=off") from None
-
-
-def flip_plan(groups: Sequence[Sequence[int]], indices: Sequence[int]) -> tuple[list[int], list[bool]]:
-    """For a pair's rows (keypoint ``indices``, all mutually visible): the row whose mirrored position each row
-    queries, and which rows take the mirrored prediction if the mirrored source wins (steps 2 and 4)."""
-    row_of = {index: row for row, index in enumerate(indices)}
+def flip_plan(groups: Sequence[Sequence[str]], kp_ids: Sequence[str]) -> tuple[list[int], list[bool]]:
+    """For a pair's rows (keypoint ids, all mutually visible): the row whose mirrored position each row queries,
+    and which rows take the mirrored prediction if the mirrored source wins (steps 2 and 4)."""
+    row_of = {kp_id: row for row, kp_id in enumerate(kp_ids)}
     partner = {}
     for group in groups:
         for i, member in enumerate(group):
             partner[member] = (group[(i + 1) % len(group)], all(m in row_of for m in group))
     query, replace = [], []
-    for index in indices:
-        mate, whole_group = partner.get(index, (index, True))
-        query.append(row_of[mate] if whole_group else row_of[index])
+    for kp_id in kp_ids:
+        mate, whole_group = partner.get(kp_id, (kp_id, True))
+        query.append(row_of[mate] if whole_group else row_of[kp_id])
         replace.append(mate in row_of)
     return query, replace
 
