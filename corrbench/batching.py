@@ -81,6 +81,7 @@ def collate_pairs(items: Sequence[dict[str, Any]], with_ground_truth: bool = Fal
         src_masks=[item["src_mask"] for item in items] if with_masks else None,
         trg_masks=[item["trg_mask"] for item in items] if with_masks else None,
         ground_truth=ground_truth,
+        kp_ids=[p.kp_ids for p in pairs],
     )
 
 

@@ -105,6 +105,24 @@ def resize_image(image: torch.Tensor, size: Size, interpolation: str = "bilinear
     return x if batched else x[0]
 
 
+#: PIL filters ``resize_8bit_pil`` knows, by name.
+PIL_FILTERS = ("bilinear", "lanczos")
+
+
+def resize_8bit_pil(image: torch.Tensor, size: Size, resample: str = "bilinear") -> torch.Tensor:
+    """PIL's resize of a ``(3, H, W)`` image in [0, 1] held at 8 bits, as reference codes that resize PIL images
+    do (MARCO: bilinear through torchvision; GeoAware-SC and its descendants: ``Image.LANCZOS``); the result is
+    back on the image's device as float32 in [0, 1]."""
+    from PIL import Image  # only the methods that reproduce a PIL pipeline need it
+
+    if resample not in PIL_FILTERS:
+        raise ConfigError(f"unknown PIL filter {resample!r}", hint=f"use one of {', '.join(PIL_FILTERS)}")
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    pil_filter = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS}[resample]
+    resized = np.asarray(Image.fromarray(pixels).resize(tuple(size), pil_filter))
+    return torch.from_numpy(resized.copy()).to(image.device).permute(2, 0, 1).float().div_(255.0)
+
+
 @dataclass(frozen=True)
 class ResizePolicy:
     """How a method brings an image of any size to the canvas its network sees.

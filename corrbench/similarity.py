@@ -70,19 +70,35 @@ def argmax_cells(scores: torch.Tensor) -> torch.Tensor:
     return torch.stack((index % w, torch.div(index, w, rounding_mode="floor")), dim=-1).to(scores.dtype)
 
 
-def window_soft_argmax(scores: torch.Tensor, radius: int = 7, temperature: float = 0.02) -> torch.Tensor:
+#: What ``window_soft_argmax`` does with the cells outside the window: ``exclude`` leaves them out of the softmax;
+#: ``zero`` sets their scores to 0 and keeps them in it, as GeoAware-SC's released ``get_flow`` does (each outside
+#: cell then weighs ``exp(-peak / temperature)`` relative to the peak: negligible for a cosine peak near 1, a
+#: pull towards the grid's centre for weak matches).
+WINDOW_OUTSIDE = ("exclude", "zero")
+
+
+def window_soft_argmax(
+    scores: torch.Tensor, radius: int = 7, temperature: float = 0.02, outside: str = "exclude"
+) -> torch.Tensor:
     """Soft-argmax restricted to the ``(2r+1)^2`` window around the argmax (GeoAware-SC).
 
-    Cells of the window that fall outside the grid are left out of the softmax.
+    Cells of the window that fall outside the grid are not part of it. ``outside`` (``WINDOW_OUTSIDE``) says
+    how the rest of the map enters the softmax.
     """
     _check_scores(scores, "window_soft_argmax")
     if radius < 0 or temperature <= 0:
         raise ConfigError(f"window_soft_argmax needs radius >= 0 and temperature > 0, got {radius}, {temperature}")
+    if outside not in WINDOW_OUTSIDE:
+        raise ConfigError(f"window_soft_argmax: unknown outside rule {outside!r}",
+                          hint=f"use one of {', '.join(WINDOW_OUTSIDE)}")
     h, w = scores.shape[-2:]
     peak = argmax_cells(scores)  # (B, N, 2)
     grid = cell_centres((w, h), scores.device, scores.dtype)  # (h, w, 2)
     inside = ((grid[None, None] - peak[:, :, None, None, :]).abs() <= radius).all(dim=-1)
-    logits = (scores / temperature).masked_fill(~inside, float("-inf"))
+    if outside == "zero":
+        logits = scores.masked_fill(~inside, 0.0) / temperature
+    else:
+        logits = (scores / temperature).masked_fill(~inside, float("-inf"))
     weights = torch.softmax(logits.flatten(2), dim=-1)
     return weights @ grid.reshape(-1, 2)
 
@@ -206,12 +222,12 @@ class Argmax(Localizer):
 class WindowSoftArgmax(Localizer):
     normalize_features = True
 
-    def __init__(self, radius: int = 7, temperature: float = 0.02):
+    def __init__(self, radius: int = 7, temperature: float = 0.02, outside: str = "exclude"):
         super().__init__()
-        self.radius, self.temperature = radius, temperature
+        self.radius, self.temperature, self.outside = radius, temperature, outside
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        return window_soft_argmax(scores, self.radius, self.temperature)
+        return window_soft_argmax(scores, self.radius, self.temperature, self.outside)
 
 
 class GaussianSoftArgmax(Localizer):

@@ -124,6 +124,8 @@ class PairBatch:
         src_sizes, trg_sizes: B ``(W, H)`` tuples.
         src_masks, trg_masks: B ``(H_i, W_i)`` bool tensors, or None when not loaded.
         pair_ids, categories, src_ids, trg_ids: B strings each (ids key feature caches).
+        kp_ids: B tuples of the pairs' keypoint-type ids, one per row (``Pair.kp_ids``; empty where the dataset
+            has none); methods that know a dataset's keypoint semantics (GeoAware-SC's flip partners) read them.
         ground_truth: ``(B, N, 2)`` target keypoints, present ONLY for matchers that declare
             ``uses_ground_truth = True`` (the test-only oracle); results of such runs say so.
     """
@@ -141,6 +143,7 @@ class PairBatch:
     src_masks: Sequence[torch.Tensor] | None = None
     trg_masks: Sequence[torch.Tensor] | None = None
     ground_truth: torch.Tensor | None = None
+    kp_ids: Sequence[tuple[str, ...]] | None = None
 
     @property
     def size(self) -> int:

@@ -56,6 +56,11 @@ TEST_OPTIONS: dict[str, dict] = {
     # ViT-S backbone: the released adapter blocks 15..23 need ViT-L's depth, which the sweep cannot afford
     "marco": {**_DINOV2, "checkpoint": "random", "backbone": "vits14", "adapter_blocks": (10, 12),
               "upsampling_stages": 1},
+    # the GeoAware-SC family: weights=random also makes the adapter random; a ViT-S backbone, a narrow adapter
+    **{name: {**_DINOV2, "backbone": "vits14", "projection_dim": 128}
+       for name in ("diy-sc", "geoaware-sc-dino")},
+    # Jamais Vu's own sources are SD + DINOv2; the sweep has no diffusion extra
+    "jamais-vu": {**_DINOV2, "backbone": "vits14", "projection_dim": 128, "sources": ("dino",)},
 }
 
 #: The official DINOv2 checkpoints (facebookresearch/dinov2 ``*_pretrain.pth``), summarised from their key

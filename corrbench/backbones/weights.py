@@ -42,12 +42,15 @@ def resolve_weights(
     weights: str | os.PathLike | Mapping[str, Any] | None,
     *,
     progress: bool = True,
+    sha256: str | None = None,
 ) -> tuple[Path | dict | None, dict[str, Any]]:
     """Turn a ``weights`` argument into something loadable plus its provenance.
 
     Returns ``(None, info)`` for ``"random"``, ``(state_dict, info)`` for a state dict given in memory, and
     ``(path, info)`` otherwise, where ``path`` exists. ``info`` holds ``source`` (the official URL, the path
     given, ``"state_dict"`` or ``"random"``), ``sha256`` (None unless a file) and, for files, ``path``.
+    ``sha256``: the official file's known digest; the cached or downloaded official file must have it (a
+    file passed explicitly is the caller's choice and is not checked).
     """
     if isinstance(weights, str) and weights == RANDOM:
         return None, {"source": RANDOM, "sha256": None}
@@ -65,7 +68,11 @@ def resolve_weights(
     path = hub_checkpoint_path(filename)
     if not path.is_file():
         _download(url, path, progress)
-    return path, {"source": url, "path": str(path), "sha256": cached_file_sha256(path)}
+    digest = cached_file_sha256(path)
+    if sha256 is not None and digest != sha256:
+        raise DataError(f"{path}: sha256 is {digest}, expected {sha256} (the official {url})",
+                        hint=f"delete {path} and run again to download it anew")
+    return path, {"source": url, "path": str(path), "sha256": digest}
 
 
 def _download(url: str, path: Path, progress: bool) -> None:

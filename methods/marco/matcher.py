@@ -56,12 +56,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.config import option
 from corrbench.errors import ConfigError
-from corrbench.geometry import ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_image
+from corrbench.geometry import (ResizePolicy, ResizeTransform, Size, cells_to_pixels, pixels_to_cells, resize_8bit_pil,
+                                resize_image)
 from corrbench.matcher import FeatureMatcher
 from corrbench.similarity import GaussianSoftArgmax, Localizer, sample_descriptors, similarity_maps
 from corrbench.types import FeatureMap
@@ -94,9 +94,7 @@ def canvas_transform(image_size: Size, resize: str, resolution: int) -> ResizeTr
 def resize_8bit_bilinear(image: torch.Tensor, size: Size) -> torch.Tensor:
     """PIL's bilinear resize of a ``(3, H, W)`` image in [0, 1] held at 8 bits, as torchvision's ``Resize`` on a
     PIL image does; the result is back on the image's device as float32 in [0, 1]."""
-    pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    resized = np.asarray(Image.fromarray(pixels).resize(tuple(size), Image.BILINEAR))
-    return torch.from_numpy(resized.copy()).to(image.device).permute(2, 0, 1).float().div_(255.0)
+    return resize_8bit_pil(image, size, "bilinear")
 
 
 def clamp_to_content(points: torch.Tensor, transform: ResizeTransform, eps: float = SOURCE_CLAMP_EPS) -> torch.Tensor:

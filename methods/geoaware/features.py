@@ -1,0 +1,155 @@
+"""The family's input features: frozen DINOv2 ViT-B/14 at GeoAware-SC's resolution and resize, and the hook for
+other feature sources (Stable Diffusion).
+
+What the authors' extractor does (GeoAware-SC ``preprocess_map.py`` with ``model_utils/extractor_dino.py``; DIY-SC
+``preprocess_map.py``, defaults ``--dino_size 840 --layer 11 --facet token --dino_model dinov2_vitb14``) and how
+corrbench reproduces it:
+
+- canvas: ``utils_correspondence.resize(img, 840)``: PIL ``LANCZOS`` resize of the 8-bit image so the longest
+  side is 840 (short side ``np.around(840 * short / long)``), pasted centred on a black 840 x 840 canvas (offset
+  ``(840 - short) // 2``; black = 0 before normalisation). Here: ``family_transform`` (``ResizePolicy``
+  ``longest_side_pad`` for the content; keypoints as their ``preprocess_kps_pad``: both axes times
+  ``840 / long`` plus the offset, ``UniformScaleTransform``) and ``resize_8bit_pil(..., "lanczos")``; ``interpolation=torch`` resizes on
+  the device instead (bilinear, antialiased; not the authors' filter);
+- normalisation: ImageNet mean / std (their ``ViTExtractor`` for DINO models), applied after padding, so the
+  padding is ``-mean / std`` as theirs;
+- tokens: the output of block 11, the LAST block of ViT-B/14, through a forward hook (``facet="token"``), i.e.
+  BEFORE the final LayerNorm, CLS token dropped, 60 x 60 patch tokens of width 768
+  (``get_intermediate_layers(..., norm=False)`` of corrbench's DINOv2, equal to the official model);
+- the positional embedding is the official DINOv2 interpolation (their stride-14 ``ViTExtractor`` leaves the
+  model's own ``interpolate_pos_encoding`` in place).
+
+Other sources: a source is an ``nn.Module`` with ``layer_dims`` (the widths of the layers it contributes, in the
+adapter's order) whose ``forward(images)`` maps a list of ``(3, H, W)`` images in [0, 1] (original size) to
+``(B, sum(layer_dims), g, g)`` on the family's grid (``g = resolution / 14``, 60). The adapter sees the sources
+concatenated in the order the method's ``sources`` option lists them (the authors: SD s3, s4, s5, then DINOv2, so
+``sources=sd,dino``). Adding one is one call, e.g. for Stable Diffusion (``methods/geoaware/diffusion.py``)::
+
+    register_feature_source("sd", build_sd_source)   # build_sd_source(config) -> FeatureSource
+
+where ``config`` is the method's option dataclass (``resolution``, ``weights``, ``seed`` ... as the builder
+needs). A source name that is not registered is a ConfigError naming what provides it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
+from corrbench.errors import ConfigError
+from corrbench.geometry import ResizePolicy, ResizeTransform, Size, resize_8bit_pil, resize_image
+
+PATCH = 14
+#: The family's canvas side (their ``ANNO_SIZE`` / ``--dino_size``): 60 x 60 DINOv2 tokens.
+FAMILY_RESOLUTION = 840
+#: DINOv2 variant of every released checkpoint (``dinov2_vitb14``); smaller ones are for tests.
+FAMILY_BACKBONE = "vitb14"
+#: ``pil``: PIL LANCZOS on 8-bit images, as the authors; ``torch``: bilinear antialiased on the device.
+INTERPOLATIONS = ("pil", "torch")
+#: What provides the sources corrbench knows of but does not register itself (for the error message).
+KNOWN_PROVIDERS = {"sd": "the Stable Diffusion source (pip install corrbench[diffusion])"}
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformScaleTransform(ResizeTransform):
+    """The authors' keypoint rule (``preprocess_kps_pad``): BOTH axes scaled by ``canvas / longest side`` plus the
+    padding offset. The content's short side is rounded to whole pixels, the keypoints' scale is not, so this
+    differs from a per-axis ``scale`` transform by up to half a canvas pixel along the short side."""
+
+    @property
+    def affine(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        scale = self.out_size[0] / max(self.in_size)
+        return (scale, scale), (float(self.offset[0]), float(self.offset[1]))
+
+
+def family_transform(image_size: Size, resolution: int = FAMILY_RESOLUTION) -> ResizeTransform:
+    """Original image -> the family's canvas: longest side to ``resolution`` (short side rounded), centred padding,
+    keypoints by the authors' uniform scale (``UniformScaleTransform``)."""
+    placed = ResizePolicy("longest_side_pad", resolution, rule="scale").transform(image_size)
+    return UniformScaleTransform(**{f.name: getattr(placed, f.name) for f in dataclasses.fields(placed)})
+
+
+def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
+                  interpolation: str = "pil") -> tuple[torch.Tensor, ResizeTransform]:
+    """A ``(3, H, W)`` image in [0, 1] -> the ``(3, S, S)`` canvas in [0, 1] (black padding) and its transform."""
+    if interpolation not in INTERPOLATIONS:
+        raise ConfigError(f"unknown interpolation {interpolation!r}", hint=f"use one of {', '.join(INTERPOLATIONS)}")
+    transform = family_transform((int(image.shape[-1]), int(image.shape[-2])), resolution)
+    if interpolation == "pil":
+        content = resize_8bit_pil(image, transform.resized_size, "lanczos")
+    else:
+        content = resize_image(image.float(), transform.resized_size, "bilinear")
+    canvas = content.new_zeros((3, resolution, resolution))
+    (ox, oy), (w, h) = transform.offset, transform.resized_size
+    canvas[:, oy : oy + h, ox : ox + w] = content
+    return canvas, transform
+
+
+class DINOv2Source(nn.Module):
+    """Last-block DINOv2 tokens before the final LayerNorm on the family's canvas (see the module docstring)."""
+
+    name = "dino"
+
+    def __init__(self, backbone: str = FAMILY_BACKBONE, weights: str | None = None, resolution: int = FAMILY_RESOLUTION,
+                 interpolation: str = "pil", seed: int = 0):
+        super().__init__()
+        from corrbench.backbones.dinov2 import load_dinov2
+
+        if resolution % PATCH:
+            raise ConfigError(f"resolution {resolution} is not a multiple of the patch size {PATCH}")
+        self.model = load_dinov2(backbone, weights=weights, seed=seed).requires_grad_(False).eval()
+        self.resolution, self.interpolation = resolution, interpolation
+        self.layer_dims = (int(self.model.embed_dim),)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
+
+    def forward(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        canvases = [family_canvas(image, self.resolution, self.interpolation)[0] for image in images]
+        batch = (torch.stack(canvases).to(self.mean.device) - self.mean) / self.std
+        dtype = self.model.patch_embed.proj.weight.dtype
+        (tokens,) = self.model.get_intermediate_layers(batch.to(dtype), n=[self.model.n_blocks - 1], reshape=True,
+                                                       norm=False)
+        return tokens
+
+
+def build_dinov2_source(config: Any) -> DINOv2Source:
+    return DINOv2Source(config.backbone, config.weights, config.resolution, config.interpolation, config.seed)
+
+
+SourceBuilder = Callable[[Any], nn.Module]
+FEATURE_SOURCES: dict[str, SourceBuilder] = {"dino": build_dinov2_source}
+
+
+def register_feature_source(name: str, builder: SourceBuilder) -> None:
+    """Make ``name`` usable in a method's ``sources`` option; ``builder(config)`` returns the source module."""
+    FEATURE_SOURCES[name] = builder
+
+
+def build_sources(names: Sequence[str], config: Any) -> nn.ModuleList:
+    """The sources ``names`` (in the adapter's order), each built from the method's ``config``."""
+    if not names:
+        raise ConfigError("option 'sources' is empty", hint="name at least one feature source, e.g. sources=dino")
+    modules = []
+    for name in names:
+        if name not in FEATURE_SOURCES:
+            provider = KNOWN_PROVIDERS.get(name)
+            raise ConfigError(
+                f"feature source {name!r} is not available"
+                + (f": it needs {provider}" if provider else ""),
+                hint=f"available sources: {', '.join(sorted(FEATURE_SOURCES))}")
+        modules.append(FEATURE_SOURCES[name](config))
+    return nn.ModuleList(modules)
+
+
+def concatenated_features(sources: nn.ModuleList, images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(B, sum of the sources' layer widths, g, g)``: every source's maps, in order, on one grid."""
+    maps = [source(images) for source in sources]
+    grids = {tuple(m.shape[-2:]) for m in maps}
+    if len(grids) != 1:
+        raise ConfigError(f"feature sources {[type(s).__name__ for s in sources]} returned grids {sorted(grids)}",
+                          hint="each source must return maps on the family's grid (resolution / 14 cells a side)")
+    return torch.cat([m.float() for m in maps], dim=1)

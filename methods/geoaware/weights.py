@@ -1,0 +1,111 @@
+"""Adapter checkpoints of the family: the released files, where they are expected, and reading any of them.
+
+Released (downloaded on first use into the torch hub cache, ``<hub dir>/checkpoints/<filename>``, through
+corrbench's shared downloader, and checked against the sha256 recorded here):
+
+- ``DIY_SC_DINO``: odunkel/DIY-SC ``ckpts/0300_dino_spair/best.pth`` (CC0-1.0, 2,519,767 bytes), the DINOv2-only
+  adapter (``AggregationNetwork(feature_dims=[768], projection_dim=768)``, the README's "Light-weight (DINOv2)"
+  model), fetched from the repository's raw-file URL pinned to commit e1121c07 so the bytes cannot change.
+
+Not released (the method exists to evaluate your own checkpoints; ``checkpoint=none`` says where the authors'
+file was expected): GeoAware-SC's DINOv2-only adapter (Junyi42/GeoAware-SC ships only SD+DINOv2 files:
+``results_spair/best_856.PTH``, ``results_ap10k/pretrained_ckpt/last.PTH``) and Jamais Vu's (VICO-UoE/JamaisVu's
+README points at ``results_spair/``, which at d236e732 holds only GeoAware-SC's ``best_856.PTH``).
+
+File layout: the authors save ``aggre_net.state_dict()`` bare (``torch.save``); a ``{"model": state}`` wrapper (a
+training checkpoint) is read too. Files are read with ``weights_only=True``: no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from corrbench.backbones.weights import RANDOM, hub_checkpoint_path, read_checkpoint_file, resolve_weights
+from corrbench.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """An adapter file the authors publish: where it is downloaded from and what its bytes hash to."""
+
+    url: str
+    filename: str  # its name in the torch hub cache (the released name, best.pth, would collide)
+    sha256: str
+    origin: str  # repository, commit and path, for messages and the README
+
+
+@dataclass(frozen=True)
+class UnreleasedCheckpoint:
+    """An adapter the authors do not publish: where their file was expected."""
+
+    expected: str
+
+
+DIY_SC_DINO = ReleasedCheckpoint(
+    url="https://raw.githubusercontent.com/odunkel/DIY-SC/e1121c072b022adcccaf1b938dcc053fb9eed930/"
+        "ckpts/0300_dino_spair/best.pth",
+    filename="diy_sc_0300_dino_spair_best.pth",
+    sha256="42e9c8a4d27041af7bb8dc5240ea3e83d47e013b72541dc8c5829368f247e705",
+    origin="odunkel/DIY-SC@e1121c07 ckpts/0300_dino_spair/best.pth",
+)
+GEOAWARE_SC_DINO = UnreleasedCheckpoint(
+    "Junyi42/GeoAware-SC releases only SD+DINOv2 adapters (results_spair/best_856.PTH, "
+    "results_ap10k/pretrained_ckpt/last.PTH), no DINOv2-only one")
+JAMAIS_VU = UnreleasedCheckpoint(
+    "VICO-UoE/JamaisVu's README says its weights are in results_spair/, which (at d236e732) holds only "
+    "GeoAware-SC's best_856.PTH")
+
+
+def adapter_state(content: Mapping[str, Any], origin: str) -> dict[str, torch.Tensor]:
+    """The adapter tensors of a bare state dict or of ``{"model": state, ...}``."""
+    state = content["model"] if isinstance(content.get("model"), Mapping) else content
+    not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ConfigError(f"{origin} is not an adapter state dict: {', '.join(not_tensors[:5])} is not a tensor",
+                          hint="an adapter checkpoint is torch.save(aggre_net.state_dict()) or {'model': state}")
+    return dict(state)
+
+
+def resolve_adapter_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, Any] | None,
+    release: ReleasedCheckpoint | UnreleasedCheckpoint,
+    method: str,
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """``(state or None for "random", provenance)`` of ``checkpoint``: None (the method's release), a path, a
+    state dict in memory, or "random" (never touches the disk or the network)."""
+    if checkpoint is None and isinstance(release, UnreleasedCheckpoint):
+        raise ConfigError(
+            f"{method} has no released checkpoint: {release.expected}",
+            hint="pass your own adapter checkpoint (checkpoint=PATH, e.g. the best.pth of `corrbench train` or of "
+            "the authors' pck_train.py), or checkpoint=random for an untrained adapter")
+    if isinstance(checkpoint, (str, os.PathLike)) and str(checkpoint) != RANDOM:
+        if not Path(checkpoint).expanduser().is_file():
+            raise ConfigError(f"adapter checkpoint not found: {checkpoint}",
+                              hint="pass an existing file, 'random', or nothing for the method's released file")
+    url, filename, sha256 = ((release.url, release.filename, release.sha256)
+                             if isinstance(release, ReleasedCheckpoint) else ("", "", None))
+    try:
+        resolved, info = resolve_weights(url, filename, checkpoint, progress=progress, sha256=sha256)
+    except DataError as exc:
+        if checkpoint is not None:
+            raise
+        cached = hub_checkpoint_path(filename)
+        raise DataError(exc.message, hint=(
+            f"download {url} on a machine with internet access and place it at {cached} (or set TORCH_HOME to a "
+            "folder whose hub/checkpoints/ holds it), or pass the file: checkpoint=PATH")) from exc
+    if resolved is None:
+        return None, info
+    if isinstance(resolved, Path):
+        content = read_checkpoint_file(resolved, what="adapter checkpoint",
+                                       layout="an adapter checkpoint is torch.save(aggre_net.state_dict())")
+        origin = str(resolved)
+    else:
+        content, origin = resolved, "the given state dict"
+    return adapter_state(content, origin), {**info, "origin": origin}
