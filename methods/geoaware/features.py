@@ -90,18 +90,18 @@ def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
 
 
 class DINOv2Source(nn.Module):
-    """Last-block DINOv2 tokens before the final LayerNorm on the family's canvas (see the module docstring)."""
+    """Last-block DINOv2 tokens before the final LayerNorm on the family's canvas (see the module docstring).
+
+    ``model`` is a corrbench DINOv2 (``load_dinov2``); the methods build it from their options
+    (``build_dinov2_source``), DIY-SC's pseudo-label command from its own (``pseudo_label_folder``)."""
 
     name = "dino"
 
-    def __init__(self, backbone: str = FAMILY_BACKBONE, weights: str | None = None, resolution: int = FAMILY_RESOLUTION,
-                 interpolation: str = "pil", seed: int = 0):
+    def __init__(self, model: nn.Module, resolution: int = FAMILY_RESOLUTION, interpolation: str = "pil"):
         super().__init__()
-        from corrbench.backbones.dinov2 import load_dinov2
-
         if resolution % PATCH:
             raise ConfigError(f"resolution {resolution} is not a multiple of the patch size {PATCH}")
-        self.model = load_dinov2(backbone, weights=weights, seed=seed).requires_grad_(False).eval()
+        self.model = model.requires_grad_(False).eval()
         self.resolution, self.interpolation = resolution, interpolation
         self.layer_dims = (int(self.model.embed_dim),)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
@@ -117,7 +117,10 @@ class DINOv2Source(nn.Module):
 
 
 def build_dinov2_source(config: Any) -> DINOv2Source:
-    return DINOv2Source(config.backbone, config.weights, config.resolution, config.interpolation, config.seed)
+    from corrbench.backbones.dinov2 import load_dinov2
+
+    model = load_dinov2(config.backbone, weights=config.weights, seed=config.seed)
+    return DINOv2Source(model, config.resolution, config.interpolation)
 
 
 SourceBuilder = Callable[[Any], nn.Module]
