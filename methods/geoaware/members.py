@@ -35,8 +35,13 @@ from corrbench.config import redefault
 from .matcher import GeoAwareMatcher
 from .weights import DIY_SC_DINO, DIY_SC_SD, GEOAWARE_SC, GEOAWARE_SC_DINO, JAMAIS_VU
 
-#: The authors' adapter input: SD s3, s4, s5, then DINOv2 (``sd_source.py``).
-SD_AND_DINO = ("sd", "dino")
+class SDAndDINOv2Member(GeoAwareMatcher):
+    """A member whose adapter reads the authors' input: SD s3, s4, s5, then DINOv2 (``sd_source.py``;
+    ``feature_dims = [640, 1280, 1280, 768]``). Not registered itself."""
+
+    @dataclasses.dataclass
+    class Config(GeoAwareMatcher.Config):
+        sources: tuple[str, ...] = redefault(GeoAwareMatcher.Config, "sources", ("sd", "dino"))
 
 
 class DIYSC(GeoAwareMatcher):
@@ -45,24 +50,16 @@ class DIYSC(GeoAwareMatcher):
     release = DIY_SC_DINO
 
 
-class DIYSCSD(GeoAwareMatcher):
+class DIYSCSD(SDAndDINOv2Member):
     description = "DIY-SC: SD + DINOv2 + released pseudo-label-trained adapter, 840 px, window soft-argmax"
     method_name = "diy-sc-sd"
     release = DIY_SC_SD
 
-    @dataclasses.dataclass
-    class Config(GeoAwareMatcher.Config):
-        sources: tuple[str, ...] = redefault(GeoAwareMatcher.Config, "sources", SD_AND_DINO)
 
-
-class GeoAwareSC(GeoAwareMatcher):
+class GeoAwareSC(SDAndDINOv2Member):
     description = "GeoAware-SC: SD + DINOv2 + released adapter (AP-10K pretrain, SPair-71k), window soft-argmax"
     method_name = "geoaware-sc"
     release = GEOAWARE_SC
-
-    @dataclasses.dataclass
-    class Config(GeoAwareMatcher.Config):
-        sources: tuple[str, ...] = redefault(GeoAwareMatcher.Config, "sources", SD_AND_DINO)
 
 
 class GeoAwareSCDino(GeoAwareMatcher):
@@ -71,11 +68,7 @@ class GeoAwareSCDino(GeoAwareMatcher):
     release = GEOAWARE_SC_DINO
 
 
-class JamaisVu(GeoAwareMatcher):
+class JamaisVu(SDAndDINOv2Member):
     description = "Jamais Vu: SD + DINOv2 adapter with category prototypes (your checkpoint), window soft-argmax"
     method_name = "jamais-vu"
     release = JAMAIS_VU
-
-    @dataclasses.dataclass
-    class Config(GeoAwareMatcher.Config):
-        sources: tuple[str, ...] = redefault(GeoAwareMatcher.Config, "sources", SD_AND_DINO)
