@@ -42,7 +42,7 @@ from .adapter import AggregationNetwork, load_adapter_state
 from .pose_alignment import TABLES, flip_groups, flip_plan, mutual_nn_distance
 from .features import (FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, check_sources,
                        concatenated_features)
-from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, resolve_adapter_checkpoint
+from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, check_adapter_checkpoint, resolve_adapter_checkpoint
 
 #: ``normalize_feats``'s epsilon: descriptors are ``f / (|f| + NORM_EPS)``.
 NORM_EPS = 1e-10
@@ -156,8 +156,9 @@ class GeoAwareMatcher(FeatureMatcher):
         # weights=random is the offline smoke-test setting: a released adapter on a random backbone means nothing,
         # so the adapter is random too unless a checkpoint is named.
         checkpoint = RANDOM if cfg.checkpoint is None and cfg.weights == RANDOM else cfg.checkpoint
-        # Cheap checks first: an unusable source (a missing optional extra) or a missing or unreleased checkpoint
-        # fails before any backbone is read or downloaded.
+        # Checks that read nothing first: a missing or unreleased checkpoint, then an unusable source (a missing
+        # optional extra), fail before the released adapter is downloaded or any backbone read.
+        check_adapter_checkpoint(checkpoint, self.release, self.registered_name())
         check_sources(cfg.sources, cfg)
         state, info = resolve_adapter_checkpoint(checkpoint, self.release, self.registered_name())
         self.sources = build_sources(cfg.sources, cfg)

@@ -107,15 +107,10 @@ def adapter_state(content: Mapping[str, Any], origin: str) -> dict[str, torch.Te
     return dict(state)
 
 
-def resolve_adapter_checkpoint(
-    checkpoint: str | os.PathLike | Mapping[str, Any] | None,
-    release: ReleasedCheckpoint | UnreleasedCheckpoint,
-    method: str,
-    *,
-    progress: bool = True,
-) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
-    """``(state or None for "random", provenance)`` of ``checkpoint``: None (the method's release), a path, a
-    state dict in memory, or "random" (never touches the disk or the network)."""
+def check_adapter_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any] | None,
+                             release: ReleasedCheckpoint | UnreleasedCheckpoint, method: str) -> None:
+    """Fail now, with the fix, if ``checkpoint`` cannot be resolved: no release to fall back on, or no such file.
+    Reads and downloads nothing."""
     if checkpoint is None and isinstance(release, UnreleasedCheckpoint):
         raise ConfigError(
             f"{method} has no released checkpoint: {release.expected}",
@@ -125,6 +120,18 @@ def resolve_adapter_checkpoint(
         if not Path(checkpoint).expanduser().is_file():
             raise ConfigError(f"adapter checkpoint not found: {checkpoint}",
                               hint="pass an existing file, 'random', or nothing for the method's released file")
+
+
+def resolve_adapter_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, Any] | None,
+    release: ReleasedCheckpoint | UnreleasedCheckpoint,
+    method: str,
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+    """``(state or None for "random", provenance)`` of ``checkpoint``: None (the method's release), a path, a
+    state dict in memory, or "random" (never touches the disk or the network)."""
+    check_adapter_checkpoint(checkpoint, release, method)
     url, filename, sha256 = ((release.url, release.filename, release.sha256)
                              if isinstance(release, ReleasedCheckpoint) else ("", "", None))
     try:
