@@ -83,10 +83,9 @@ def _seeded(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Te
 
 def test_zero_shot_features_equal_the_authors_extraction(golden):
     """Their resize (LANCZOS, centred padding), normalisation and last-block tokens before the final norm, on
-    the same tiny DINOv2: equal features."""
-    from PIL import Image
-
+    the same tiny DINOv2: the family's features (what the pseudo-label command uses) equal theirs."""
     from corrbench.backbones.dinov2 import DinoV2Spec, DinoVisionTransformer
+    from corrbench.methods.geoaware.features import DINOv2Source
 
     model = DinoVisionTransformer.from_spec(DinoV2Spec("dinov2_tiny", 64, 2, 2, "mlp", 0, False, 0.1)).eval()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -95,8 +94,9 @@ def test_zero_shot_features_equal_the_authors_extraction(golden):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     rgb = np.stack([127 + 120 * np.sin(xx / 5.0), 127 + 120 * np.cos(yy / 7.0),
                     127 + 120 * np.sin((xx + yy) / 9.0)], -1)
-    image = Image.fromarray(np.round(rgb).astype(np.uint8), mode="RGB")
-    features = pl.zero_shot_features([image], model, CANVAS)
+    image = torch.from_numpy(np.round(rgb).astype(np.uint8)).permute(2, 0, 1).float() / 255  # an 8-bit image
+    with torch.no_grad():
+        features = DINOv2Source(model, CANVAS)([image])
     np.testing.assert_allclose(features.numpy(), golden["features_out"], rtol=1e-5, atol=1e-5)
 
 

@@ -373,6 +373,15 @@ def test_method_names_file_names_only_printed_rows_and_each_once():
     assert set(entries) <= printed, set(entries) - printed
 
 
+def test_method_names_file_maps_printed_rows_to_registered_methods_only():
+    """A row mapped to a name no method is registered under would never sit beside a run of that method."""
+    from corrbench.registry import METHODS
+    from corrbench.table_published import published_method_names
+
+    unknown = sorted({name for name in published_method_names().values() if name not in METHODS})
+    assert not unknown, f"method_names.csv names unregistered methods: {unknown}"
+
+
 def test_published_rows_sit_beside_the_runs_of_the_method_they_stand_for(invoke, oracle_result, tmp_path):
     run = derived(oracle_result, created_at="2999-01-01T00:00:00+00:00", pck01=50.0, name="spair71k",
                   base="spair71k")

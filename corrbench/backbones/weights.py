@@ -11,6 +11,7 @@ in a side file ``<file>.sha256`` and recomputed only when the file's size or mti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -117,6 +118,14 @@ def cached_file_sha256(path: Path) -> str:
     except OSError:
         pass  # a read-only cache only costs recomputation next time
     return sha
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives a file's content (sha1 of ``blob <size>\\0`` + content): what a repository commit pins
+    for a released file whose bytes could not be read here (``git ls-tree`` lists the blob id of a file a
+    partial clone lacks, not its sha256)."""
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 # --- reading checkpoint files safely ----------------------------------------------------------------------

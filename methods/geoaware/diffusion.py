@@ -351,6 +351,15 @@ class StableDiffusionFeatures(nn.Module):
     def weights_info(self) -> dict[str, Any]:
         return {**self._weights_info, "spec": self.spec.record()}
 
+    @property
+    def tap_channels(self) -> tuple[int, ...]:
+        """Channels of each returned map, in ``spec.taps`` order: the hidden state entering output block ``i`` is
+        the mid block's output (``i = 0``, the deepest width) or output block ``i - 1``'s (its up block's
+        width). SD 1.5's (8, 5, 2): (640, 1280, 1280)."""
+        widths = list(reversed(self.unet.config.block_out_channels))
+        per_block = len(self.unet.up_blocks[0].resnets)
+        return tuple(widths[0] if i == 0 else widths[(i - 1) // per_block] for i in self.spec.taps)
+
     # --- the pipeline ----------------------------------------------------------------------------------------
 
     @torch.no_grad()

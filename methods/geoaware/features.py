@@ -23,12 +23,14 @@ Other sources: a source is an ``nn.Module`` with ``layer_dims`` (the widths of t
 adapter's order) whose ``forward(images)`` maps a list of ``(3, H, W)`` images in [0, 1] (original size) to
 ``(B, sum(layer_dims), g, g)`` on the family's grid (``g = resolution / 14``, 60). The adapter sees the sources
 concatenated in the order the method's ``sources`` option lists them (the authors: SD s3, s4, s5, then DINOv2, so
-``sources=sd,dino``). Adding one is one call, e.g. for Stable Diffusion (``methods/geoaware/diffusion.py``)::
+``sources=sd,dino``). Adding one is one call, as ``sd_source.py`` does for Stable Diffusion::
 
-    register_feature_source("sd", build_sd_source)   # build_sd_source(config) -> FeatureSource
+    register_feature_source("sd", build_sd_source, check=check_sd_source)
 
 where ``config`` is the method's option dataclass (``resolution``, ``weights``, ``seed`` ... as the builder
-needs). A source name that is not registered is a ConfigError naming what provides it.
+needs) and the optional ``check(config)`` fails early (a missing optional dependency, an unusable resolution)
+before any checkpoint or backbone is read. A source name that is not registered is a ConfigError listing those
+that are.
 """
 
 from __future__ import annotations
@@ -50,8 +52,6 @@ FAMILY_RESOLUTION = 840
 FAMILY_BACKBONE = "vitb14"
 #: ``pil``: PIL LANCZOS on 8-bit images, as the authors; ``torch``: bilinear antialiased on the device.
 INTERPOLATIONS = ("pil", "torch")
-#: What provides the sources corrbench knows of but does not register itself (for the error message).
-KNOWN_PROVIDERS = {"sd": "the Stable Diffusion source (pip install corrbench[diffusion])"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,18 +90,18 @@ def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
 
 
 class DINOv2Source(nn.Module):
-    """Last-block DINOv2 tokens before the final LayerNorm on the family's canvas (see the module docstring)."""
+    """Last-block DINOv2 tokens before the final LayerNorm on the family's canvas (see the module docstring).
+
+    ``model`` is a corrbench DINOv2 (``load_dinov2``); the methods build it from their options
+    (``build_dinov2_source``), DIY-SC's pseudo-label command from its own (``pseudo_label_folder``)."""
 
     name = "dino"
 
-    def __init__(self, backbone: str = FAMILY_BACKBONE, weights: str | None = None, resolution: int = FAMILY_RESOLUTION,
-                 interpolation: str = "pil", seed: int = 0):
+    def __init__(self, model: nn.Module, resolution: int = FAMILY_RESOLUTION, interpolation: str = "pil"):
         super().__init__()
-        from corrbench.backbones.dinov2 import load_dinov2
-
         if resolution % PATCH:
             raise ConfigError(f"resolution {resolution} is not a multiple of the patch size {PATCH}")
-        self.model = load_dinov2(backbone, weights=weights, seed=seed).requires_grad_(False).eval()
+        self.model = model.requires_grad_(False).eval()
         self.resolution, self.interpolation = resolution, interpolation
         self.layer_dims = (int(self.model.embed_dim),)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
@@ -117,32 +117,42 @@ class DINOv2Source(nn.Module):
 
 
 def build_dinov2_source(config: Any) -> DINOv2Source:
-    return DINOv2Source(config.backbone, config.weights, config.resolution, config.interpolation, config.seed)
+    from corrbench.backbones.dinov2 import load_dinov2
+
+    model = load_dinov2(config.backbone, weights=config.weights, seed=config.seed)
+    return DINOv2Source(model, config.resolution, config.interpolation)
 
 
 SourceBuilder = Callable[[Any], nn.Module]
+SourceCheck = Callable[[Any], None]
 FEATURE_SOURCES: dict[str, SourceBuilder] = {"dino": build_dinov2_source}
+SOURCE_CHECKS: dict[str, SourceCheck] = {}
 
 
-def register_feature_source(name: str, builder: SourceBuilder) -> None:
-    """Make ``name`` usable in a method's ``sources`` option; ``builder(config)`` returns the source module."""
+def register_feature_source(name: str, builder: SourceBuilder, check: SourceCheck | None = None) -> None:
+    """Make ``name`` usable in a method's ``sources`` option; ``builder(config)`` returns the source module and
+    ``check(config)``, if given, raises a ConfigError before anything is read or downloaded."""
     FEATURE_SOURCES[name] = builder
+    if check is not None:
+        SOURCE_CHECKS[name] = check
+
+
+def check_sources(names: Sequence[str], config: Any) -> None:
+    """Fail now, with the fix, if a source in ``names`` is unknown or cannot be built with ``config``."""
+    if not names:
+        raise ConfigError("option 'sources' is empty", hint="name at least one feature source, e.g. sources=dino")
+    for name in names:
+        if name not in FEATURE_SOURCES:
+            raise ConfigError(f"unknown feature source {name!r}",
+                              hint=f"available sources: {', '.join(sorted(FEATURE_SOURCES))}")
+        if name in SOURCE_CHECKS:
+            SOURCE_CHECKS[name](config)
 
 
 def build_sources(names: Sequence[str], config: Any) -> nn.ModuleList:
     """The sources ``names`` (in the adapter's order), each built from the method's ``config``."""
-    if not names:
-        raise ConfigError("option 'sources' is empty", hint="name at least one feature source, e.g. sources=dino")
-    modules = []
-    for name in names:
-        if name not in FEATURE_SOURCES:
-            provider = KNOWN_PROVIDERS.get(name)
-            raise ConfigError(
-                f"feature source {name!r} is not available"
-                + (f": it needs {provider}" if provider else ""),
-                hint=f"available sources: {', '.join(sorted(FEATURE_SOURCES))}")
-        modules.append(FEATURE_SOURCES[name](config))
-    return nn.ModuleList(modules)
+    check_sources(names, config)
+    return nn.ModuleList(FEATURE_SOURCES[name](config) for name in names)
 
 
 def concatenated_features(sources: nn.ModuleList, images: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -40,8 +40,9 @@ from corrbench.types import FeatureMap, MatchOutput, PairBatch
 
 from .adapter import AggregationNetwork, load_adapter_state
 from .pose_alignment import TABLES, flip_groups, flip_plan, mutual_nn_distance
-from .features import FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, concatenated_features
-from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, resolve_adapter_checkpoint
+from .features import (FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, check_sources,
+                       concatenated_features)
+from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, check_adapter_checkpoint, resolve_adapter_checkpoint
 
 #: ``normalize_feats``'s epsilon: descriptors are ``f / (|f| + NORM_EPS)``.
 NORM_EPS = 1e-10
@@ -121,8 +122,9 @@ class GeoAwareMatcher(FeatureMatcher):
 
     @dataclasses.dataclass
     class Config:
-        weights: str | None = option(None, "DINOv2 backbone: none = the official file (torch hub cache, else "
-                                     "download), a path, or random")
+        weights: str | None = option(None, "backbones: none = the official files (DINOv2: torch hub cache, SD: "
+                                     "Hugging Face cache; else download), a path (DINOv2's), or random (every "
+                                     "source)")
         checkpoint: str | None = option(None, "adapter: none = the method's released file (downloaded on first "
                                         "use; random when weights=random), a path (the authors' or corrbench's "
                                         "best.pth), or random")
@@ -154,7 +156,10 @@ class GeoAwareMatcher(FeatureMatcher):
         # weights=random is the offline smoke-test setting: a released adapter on a random backbone means nothing,
         # so the adapter is random too unless a checkpoint is named.
         checkpoint = RANDOM if cfg.checkpoint is None and cfg.weights == RANDOM else cfg.checkpoint
-        # The checkpoint first: a missing or unreleased one fails before the backbone is read.
+        # Checks that read nothing first: a missing or unreleased checkpoint, then an unusable source (a missing
+        # optional extra), fail before the released adapter is downloaded or any backbone read.
+        check_adapter_checkpoint(checkpoint, self.release, self.registered_name())
+        check_sources(cfg.sources, cfg)
         state, info = resolve_adapter_checkpoint(checkpoint, self.release, self.registered_name())
         self.sources = build_sources(cfg.sources, cfg)
         feature_dims = [d for source in self.sources for d in source.layer_dims]

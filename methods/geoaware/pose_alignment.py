@@ -13,10 +13,14 @@ The authors' rule (Junyi42/GeoAware-SC ``pck_train.compute_pck`` with ``utils_ge
 4. if the mirrored distance is smaller, the prediction of every keypoint whose partner (full group permutation)
    is mutually visible is replaced by its mirrored-source prediction.
 
-Flip groups come from the authors' tables, by corrbench's keypoint ids: SPair-71k (``SPAIR71K_FLIP_PAIRS``) and
-AP-10K (``AP10K_FLIP_PAIRS``, by keypoint name). The option names the table, since the keypoint ids of other
-datasets with the same category names (PF-PASCAL) mean other parts. Ids that no group holds are their own mirror
-image; a pair's ids that a table does not know (SPair-U's new keypoints) are such ids.
+Flip groups are the tables the flip augmentation of training uses too, each kept with its dataset's format:
+SPair-71k's ``corrbench.datasets.spair_flip`` (GeoAware-SC's ``SPAIR_FLIP_TRN``, in SPair's own ids: their test-time
+``SPAIR_FLIP`` numbers bus keypoints from 10 on two lower, having dropped ids 8 and 9, unused in the test split;
+corrbench's pairs carry SPair's ids) and AP-10K's ``corrbench.datasets.ap10k.layout.FLIP_PAIRS`` (``AP10K_FLIP``,
+one table for every species, by keypoint name). Every group of the authors' tables is a pair. The option names the
+table, since the keypoint ids of other datasets with the same category names (PF-PASCAL) mean other parts. Ids that
+no group holds are their own mirror image; a pair's ids that a table does not know (SPair-U's new keypoints) are
+such ids.
 
 Differences from the authors' code: their groups are first restricted to the keypoints that occur in the split
 ("used points"); here a group keeps every id, which differs only for a group with a member that never occurs in
@@ -26,41 +30,14 @@ their only config with ``ADAPT_FLIP`` (zero-shot SD+DINOv2) uses it.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
+from corrbench.datasets.ap10k.layout import FLIP_PAIRS as AP10K_FLIP_PAIRS
+from corrbench.datasets.spair_flip import SPAIR_FLIP_PAIRS, spair_flip_pairs
 from corrbench.errors import ConfigError
 
-#: SPair-71k's mirror pairs by keypoint id (GeoAware-SC ``SPAIR_FLIP_TRN``, in SPair's own ids: their test-time
-#: ``SPAIR_FLIP`` numbers bus keypoints after dropping ids 8 and 9, unused in the test split, so its bus pairs from
-#: id 10 on read two lower; corrbench's pairs carry SPair's ids). Every group of the authors' tables is a pair.
-SPAIR71K_FLIP_PAIRS: Mapping[str, tuple[tuple[int, int], ...]] = {
-    "aeroplane": ((4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17), (18, 19), (20, 21)),
-    "bicycle": ((2, 3), (6, 7), (9, 10)),
-    "bird": ((1, 2), (4, 5), (7, 8), (10, 11), (12, 13), (14, 15)),
-    "boat": ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12)),
-    "bottle": ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9)),
-    "bus": ((0, 1), (2, 3), (5, 6), (10, 20), (13, 23), (11, 21), (14, 24), (12, 22), (15, 25), (16, 17), (26, 27),
-            (18, 19), (28, 29)),
-    "car": ((0, 1), (2, 3), (6, 7), (10, 20), (13, 23), (11, 21), (14, 24), (12, 22), (15, 25), (16, 17), (26, 27),
-            (18, 19), (28, 29)),
-    "cat": ((0, 1), (2, 3), (4, 5), (6, 7), (9, 10), (11, 12)),
-    "chair": ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13)),
-    "cow": ((0, 1), (2, 3), (4, 5), (6, 7), (9, 10), (11, 12), (15, 16), (17, 18), (19, 20)),
-    "dog": ((0, 1), (2, 3), (4, 5), (9, 10), (11, 12)),
-    "horse": ((0, 1), (2, 3), (4, 5), (6, 7), (10, 11), (12, 13), (16, 17), (18, 19)),
-    "motorbike": ((0, 1), (2, 3)),
-    "person": ((0, 1), (2, 3), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17), (18, 19)),
-    "pottedplant": ((0, 2), (4, 5), (6, 8)),
-    "sheep": ((0, 1), (2, 3), (4, 5), (6, 7), (9, 10), (11, 12), (15, 16), (17, 18), (19, 20)),
-    "train": ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11), (12, 13), (14, 15), (16, 17)),
-    "tvmonitor": ((0, 2), (4, 6), (3, 7), (8, 10), (12, 14), (11, 15)),
-}
-#: AP-10K's mirror pairs (``AP10K_FLIP``, one table for every species), by corrbench's AP-10K keypoint ids (names).
-AP10K_FLIP_PAIRS = (("left_eye", "right_eye"), ("left_shoulder", "right_shoulder"), ("left_elbow", "right_elbow"),
-                    ("left_knee", "right_knee"), ("left_front_paw", "right_front_paw"),
-                    ("left_back_paw", "right_back_paw"), ("left_hip", "right_hip"))
 #: The ``pose_alignment`` option's tables.
 TABLES = ("spair71k", "ap10k")
 
@@ -69,8 +46,8 @@ def flip_groups(table: str, category: str) -> tuple[tuple[str, ...], ...]:
     """The mirror groups (keypoint-id strings) of ``category`` in ``table``."""
     if table == "ap10k":
         return AP10K_FLIP_PAIRS
-    if table == "spair71k" and category in SPAIR71K_FLIP_PAIRS:
-        return tuple((str(a), str(b)) for a, b in SPAIR71K_FLIP_PAIRS[category])
+    if table == "spair71k" and category in SPAIR_FLIP_PAIRS:
+        return spair_flip_pairs(category)
     raise ConfigError(f"pose alignment: no {table} flip table for category {category!r}",
                       hint=f"pose_alignment={table} applies to {table}'s categories only; use pose_alignment=off")
 

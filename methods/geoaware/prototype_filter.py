@@ -15,7 +15,6 @@ the code.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from corrbench.backbones.weights import RANDOM, read_checkpoint_file, resolve_weights
+from corrbench.backbones.weights import RANDOM, git_blob_id, read_checkpoint_file, resolve_weights
 from corrbench.errors import ConfigError, DataError
 
 #: ``--filter_sph_threshold``: the largest kept angle, as a fraction of pi.
@@ -105,12 +104,6 @@ def sphere_agreement(first: torch.Tensor, second: torch.Tensor, threshold: float
     """Bool per row: the angle between the points ``(M, 3)`` is at most ``threshold * pi`` (``filter_out_with_sph``)."""
     angle = torch.acos(F.cosine_similarity(first, second, dim=-1).clamp(-1, 1))
     return angle <= math.pi * threshold
-
-
-def git_blob_id(path: Path) -> str:
-    """The id git gives a file's content (sha1 of ``blob <size>\\0`` + content)."""
-    data = Path(path).read_bytes()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def load_spherical_mapper(weights: str | Path | None = None, *, dim: int = 768, seed: int = 0,

@@ -43,13 +43,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from corrbench.datasets.images import load_mask
+from corrbench.datasets.images import load_image, load_mask
 from corrbench.errors import ConfigError, DataError
 from corrbench.files import UnreadableJSON, read_json, write_json_atomic, write_text_atomic
-from corrbench.geometry import ResizePolicy
 from corrbench.train.data import sam_mask_path
 
 from . import pseudo_labels as pl
+from .features import DINOv2Source, family_transform
 from .prototype_filter import SPHERE_THRESHOLD, load_spherical_mapper
 from .pseudo_label_sampling import CHAINING_METRICS, sample_chains, tuples_to_draw
 
@@ -117,10 +117,9 @@ class SourceImage:
 
 
 def canvas_to_original(points_xy: np.ndarray, size: tuple[int, int], resolution: int) -> np.ndarray:
-    """Canvas pixels -> original pixels: the inverse of their ``preprocess_kps_pad`` (one scale, centring offset)."""
-    transform = ResizePolicy("longest_side_pad", resolution).transform(size)
-    scale = resolution / max(size)
-    return (np.asarray(points_xy, dtype=np.float64) - np.array(transform.offset)) / scale
+    """Canvas pixels -> original pixels: the inverse of their ``preprocess_kps_pad`` (one scale, centring offset),
+    i.e. of the family's keypoint transform."""
+    return family_transform(tuple(size), resolution).inverse(np.asarray(points_xy, dtype=np.float64))
 
 
 def default_folder(data_root: Path, source_data_dir: str) -> Path:
@@ -149,7 +148,7 @@ class PseudoLabelRun:
         self.device, self.batch_size, self.progress = device, batch_size, progress
         self.grid = settings.resolution // pl.PATCH_SIZE
         self.corners = pl.patch_corners(self.grid, settings.resolution)
-        self.backbone: torch.nn.Module | None = None
+        self.backbone: DINOv2Source | None = None
         self.mapper: torch.nn.Module | None = None
         self.provenance: dict[str, Any] = {}
 
@@ -277,10 +276,11 @@ class PseudoLabelRun:
 
     def _models(self) -> None:
         if self.backbone is None:
-            self.backbone = load_zero_shot_backbone(self.settings.backbone_weights, self.device)
-            self.provenance["backbone"] = {"name": BACKBONE, **getattr(self.backbone, "weights_info", dict)()}
+            backbone = load_zero_shot_backbone(self.settings.backbone_weights, self.device)
+            self.provenance["backbone"] = {"name": BACKBONE, **getattr(backbone, "weights_info", dict)()}
+            self.backbone = DINOv2Source(backbone, self.settings.resolution).to(self.device)
         if self.mapper is None and self.settings.sphere_filter:
-            mapper, info = load_spherical_mapper(self.settings.sphere_weights, dim=self.backbone.embed_dim,
+            mapper, info = load_spherical_mapper(self.settings.sphere_weights, dim=self.backbone.layer_dims[0],
                                                  progress=self.progress)
             self.mapper = mapper.to(self.device)
             self.provenance["sphere_mapper"] = info
@@ -292,8 +292,7 @@ class PseudoLabelRun:
         state = {}
         for start in range(0, len(needed), self.batch_size):
             chunk = needed[start : start + self.batch_size]
-            pictures = [_open_rgb(images[i].path) for i in chunk]
-            raw = pl.zero_shot_features(pictures, self.backbone, self.settings.resolution)
+            raw = self.backbone([load_image(images[i].path) for i in chunk])
             tokens = raw.flatten(2).transpose(1, 2)  # (B, N, D), row-major cells
             spheres = self.mapper(tokens) if self.mapper is not None else None
             descriptors = pl.normalize_descriptors(tokens)
@@ -351,15 +350,6 @@ class PseudoLabelRun:
         canvas_xy = self.corners[cells][:, [1, 0]].numpy()  # (row, col) corners -> (x, y)
         original = canvas_to_original(canvas_xy, size, self.settings.resolution)
         return np.round(original, KEYPOINT_DECIMALS).tolist()
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}",
-                        hint="check the dataset is complete under the data root") from None
 
 
 def _read_progress(path: Path) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ Pseudo-Labels", 2025; ``../shared/seeds/diy_sc_paper.txt`` Sec. 3.2).
 Every constant and rule follows the released code (odunkel/DIY-SC, commit e1121c07, ``gen_pseudo_labels.py``
 and ``utils/utils_pseudo_gt.py``, run as its README's commands run it): our own implementation, checked
 against their functions by golden tensors (``tools/golden/geoaware/make_diysc_golden.py``). The spherical
-filter is in ``prototype_filter.py``, the tuple sampling in ``pseudo_label_sampling.py``.
+filter is in ``prototype_filter.py``, the tuple sampling in ``pseudo_label_sampling.py``. The zero-shot
+features are the family's (``features.DINOv2Source``: as their ``preprocess_map.py --dino`` saves them).
 
 Where the paper and the code differ (we follow the code):
 
@@ -31,7 +32,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.geometry import ResizePolicy
 
 from .prototype_filter import SPHERE_THRESHOLD, sphere_agreement
@@ -51,33 +51,13 @@ CYCLE_MODES = ("relaxed", "strict")  # their cyclic_consistency_mode "eucl_dist"
 
 
 def pad_to_canvas(image: Image.Image, resolution: int = RESOLUTION, resample=Image.Resampling.LANCZOS) -> Image.Image:
-    """DIY-SC's ``resize``: longest side to ``resolution`` (PIL ``resample``), centred on a black square."""
+    """DIY-SC's ``resize`` of an object mask: longest side to ``resolution`` (PIL ``resample``), centred on a black
+    square. (Images take the same path in the family's ``features.DINOv2Source``, on tensors.)"""
     transform = ResizePolicy("longest_side_pad", resolution).transform(image.size)
     content = image.resize(transform.resized_size, resample)
     canvas = Image.new(image.mode, (resolution, resolution), 0)
     canvas.paste(content, transform.offset)
     return canvas
-
-
-@torch.no_grad()
-def zero_shot_features(images: Sequence[Image.Image], backbone: torch.nn.Module,
-                       resolution: int = RESOLUTION) -> torch.Tensor:
-    """``(B, D, h, w)`` DINOv2 features as DIY-SC's ``preprocess_map.py --dino`` saves them.
-
-    Each image is padded to the canvas (``pad_to_canvas``, LANCZOS), scaled to [0, 1] and normalised with
-    ImageNet's mean and std; the features are the patch tokens of the LAST block before the final
-    LayerNorm (their ``ViTExtractor`` hook on block 11, facet ``token``, ViT-B/14). The lead replaces this
-    with the family's ``features.py`` at merge; it is kept one function on purpose.
-    """
-    device = next(backbone.parameters()).device
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    batch = torch.stack([
-        torch.from_numpy(np.asarray(pad_to_canvas(img.convert("RGB"), resolution), dtype=np.float32)).permute(2, 0, 1)
-        for img in images
-    ]).to(device) / 255.0
-    (tokens,) = backbone.get_intermediate_layers((batch - mean) / std, n=1, reshape=True, norm=False)
-    return tokens
 
 
 def normalize_descriptors(features: torch.Tensor, sd_channels: int = 0, eps: float = NORM_EPS) -> torch.Tensor:
