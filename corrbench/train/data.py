@@ -215,6 +215,9 @@ class TrainingBatch:
         stretched); pixels beyond it are padding.
     pair_ids, categories: B strings each.
     flip: the flip views (``FlipViews``), or None when the recipe has no ``flip_views``.
+    kp_ids: per pair, the keypoint ids (``Pair.kp_ids``) of its real rows, in row order (empty when the
+        dataset names none), for objectives that know keypoints by id (Jamais Vu's category prototypes).
+    image_paths: per pair, ``(source, target)`` image files (per-image side data such as point maps).
     """
 
     images: torch.Tensor
@@ -226,6 +229,8 @@ class TrainingBatch:
     pair_ids: Sequence[str]
     categories: Sequence[str]
     flip: FlipViews | None = None
+    kp_ids: Sequence[Sequence[str]] = ()
+    image_paths: Sequence[tuple[str, str]] = ()
 
     @property
     def size(self) -> int:
@@ -359,6 +364,8 @@ class TrainingPairs(torch.utils.data.Dataset):
             "keypoints": torch.from_numpy(np.stack(keypoints)).float(),
             "masks": torch.stack(masks),
             "content_sizes": torch.tensor(contents, dtype=torch.int64),
+            "kp_ids": tuple(str(k) for k, v in zip(pair.kp_ids, valid) if v) if pair.kp_ids else (),
+            "image_paths": (str(pair.src_image), str(pair.trg_image)),
         }
         if self.options.flip_dataset is not None:
             item["flip"] = self._flip_views(pair, images, contents)
@@ -459,6 +466,8 @@ def collate_training(items: Sequence[dict[str, Any]]) -> TrainingBatch:
         pair_ids=[item["pair_id"] for item in items],
         categories=[item["category"] for item in items],
         flip=flip,
+        kp_ids=[item["kp_ids"] for item in items],
+        image_paths=[item["image_paths"] for item in items],
     )
 
 

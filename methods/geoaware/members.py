@@ -32,18 +32,21 @@ class DIYSC(GeoAwareMatcher):
     description = "DIY-SC: DINOv2 ViT-B/14 + released pseudo-label-trained adapter, 840 px, window soft-argmax"
     method_name = "diy-sc"
     release = DIY_SC_DINO
+    trainer = "corrbench.methods.geoaware.training:DIYSCTrainer"
 
 
 class GeoAwareSCDino(GeoAwareMatcher):
     description = "GeoAware-SC, DINOv2-only adapter (your checkpoint), 840 px, window soft-argmax"
     method_name = "geoaware-sc-dino"
     release = GEOAWARE_SC_DINO
+    trainer = "corrbench.methods.geoaware.training:GeoAwareTrainer"
 
 
 class JamaisVu(GeoAwareMatcher):
     description = "Jamais Vu: SD + DINOv2 adapter with category prototypes (your checkpoint), window soft-argmax"
     method_name = "jamais-vu"
     release = JAMAIS_VU
+    trainer = "corrbench.methods.geoaware.training:JamaisVuTrainer"
 
     @dataclasses.dataclass
     class Config(GeoAwareMatcher.Config):
