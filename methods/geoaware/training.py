@@ -47,7 +47,11 @@ Differences from the authors' training, all recorded here:
   engine's batches carry no boxes (``geosc_batch_loss``);
 - initialisation: a run starts from a fresh adapter drawn from the run's ``--seed`` (``checkpoint=random``, their
   ``LOAD`` unset). Their SPair configs name ``LOAD: ./results_ap10k/pretrained_ckpt/last.PTH`` (an AP-10K
-  pre-trained adapter they do not release); ``--set checkpoint=PATH`` starts from such a file;
+  pre-trained SD+DINOv2 adapter shipped in their repository); ``--set checkpoint=PATH`` starts from such a file
+  (with ``sources=sd,dino``, which this trainer cannot train yet: see the next point);
+- sources: only DINOv2 is encoded from the engine's canvases (``DINOv2Source.encode_canvases``); the SD+DINOv2
+  adapters (``geoaware-sc``, ``jamais-vu``'s default ``sources=sd,dino``) are refused with a one-line error naming
+  ``--set sources=dino``;
 - schedule length: their one-cycle spans ``53339 // BZ`` steps per epoch (SPair-71k's training pairs, hard-coded;
   Jamais Vu ``(53339 + BZ) // BZ``) and DIY-SC's ``MAX_STEPS``; here the run's own steps (``epochs x`` steps per
   epoch), equal on SPair-71k with batch 1 for GeoAware-SC;
