@@ -15,7 +15,7 @@ from corrbench.datasets.images import load_mask
 from corrbench.errors import ConfigError
 from corrbench.methods.geoaware import DIYSC, GeoAwareSCDino, JamaisVu
 from corrbench.methods.geoaware.adapter import AggregationNetwork
-from corrbench.methods.geoaware.training import PRESETS, GeoAwareTrainer, GeoAwareTrainingSettings
+from corrbench.methods.geoaware.training import PRESETS, GeoAwareTrainer, GeoAwareTrainingSettings, HeldOneCycleLR
 from corrbench.registry import BENCHMARKS
 from corrbench.train.api import TrainingPlan, class_presets, trainer_for
 from corrbench.train.checkpoints import LR_SCHEDULER_KEY, RESUME_KEYS
@@ -41,8 +41,23 @@ def test_each_member_trains_with_its_authors_recipe_first():
     assert (ap10k.epochs, ap10k.method.lr_schedule) == (1, "constant")  # train_ap10k.yaml: no SCHEDULER
     # DIY-SC configs/train_spair.yaml: LR 5e-3, no pair augmentation
     assert (diy.lr, diy.weight_decay, diy.flip_views, diy.method.lr_schedule) == (5e-3, 1e-3, False, "one-cycle")
+    assert diy.method.one_cycle_steps == 200_001  # their OneCycleLR(total_steps=MAX_STEPS)
     # Jamais Vu: GeoAware-SC's recipe with --CAT_PROTO
     assert dataclasses.replace(jv, method=geosc.method) == geosc and jv.method.objective == "jamais-vu"
+
+
+def test_one_cycle_is_torchs_and_holds_its_last_rate_past_its_length():
+    parameter = torch.nn.Parameter(torch.zeros(()))
+    ours, theirs = (torch.optim.AdamW([parameter], lr=5e-3) for _ in range(2))
+    held = HeldOneCycleLR(ours, max_lr=5e-3, total_steps=4, pct_start=0.3)
+    plain = torch.optim.lr_scheduler.OneCycleLR(theirs, max_lr=5e-3, total_steps=4, pct_start=0.3)
+    for _ in range(4):
+        ours.step(), theirs.step(), held.step(), plain.step()
+        assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"]
+        assert ours.param_groups[0]["betas"] == theirs.param_groups[0]["betas"]  # beta1 cycles too
+    last = ours.param_groups[0]["lr"]
+    ours.step(), held.step()  # torch's would raise here
+    assert ours.param_groups[0]["lr"] == last
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +125,9 @@ def run(tmp_path, method, preset, settings, **kwargs):
                               epochs=1, validate=False, progress=False, out=tmp_path, seed=5, **kwargs))
 
 
-@pytest.mark.parametrize("method, preset, jamais_vu", [("geoaware-sc-dino", "geoaware-sc", False),
-                                                      ("diy-sc", "diy-sc", False), ("jamais-vu", "jamais-vu", True)])
+# jamais-vu's preset is geoaware-sc's (flip views, one-cycle over the run) + the prototypes; diy-sc's has no flip
+# views and a one-cycle longer than the run
+@pytest.mark.parametrize("method, preset, jamais_vu", [("diy-sc", "diy-sc", False), ("jamais-vu", "jamais-vu", True)])
 def test_engine_resumes_bit_identically_in_the_authors_layout(tmp_path, data_env, point_maps, method, preset,
                                                               jamais_vu):
     settings = {"point_maps": str(point_maps / "MoGeMaps"), "object_masks": str(point_maps / "masks"),

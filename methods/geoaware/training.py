@@ -29,10 +29,9 @@ Presets (``--preset``; the first one of each member is its default), every value
                  for the released DINOv2 adapter: AdamW, lr 5e-3, weight decay 1e-3, batch 1, one-cycle (pct 0.3),
                  no flip views (``PAIR_AUGMENT: false``), feature dropout 0.2, trained on the pseudo-labels
                  (``TRAIN_DATASET: spair_pseudo_gt``: corrbench's ``spair71k-diy-sc`` benchmark). Their run stops
-                 after ``MAX_STEPS`` = 200 001 pairs (``EPOCH: 20`` is never reached with 30 000 pairs per
-                 category); the preset says 1 epoch and the one-cycle spans the run's steps, so
-                 ``--max-steps 200001`` together with ``--epochs`` large enough reproduces their length (their
-                 schedule spans exactly ``MAX_STEPS``).
+                 after ``MAX_STEPS`` = 200 001 pairs, inside the first epoch with 30 000 pairs per category, and
+                 their one-cycle spans exactly those steps: the preset's one-cycle spans 200 001 steps
+                 (``one_cycle_steps``) and ``--max-steps 200001`` stops the run where theirs stops.
 ``jamais-vu``    VICO-UoE/JamaisVu ``configs/train_spair.yaml`` with ``--CAT_PROTO`` (README, "Training"): the
                  ``geoaware-sc`` recipe plus the prototype losses (``objective=jamais-vu``); needs
                  ``--set point_maps=DIR object_masks=DIR`` (their ``SPair-71k/MoGeMaps`` and
@@ -53,8 +52,8 @@ Differences from the authors' training, all recorded here:
   adapters (``geoaware-sc``, ``jamais-vu``'s default ``sources=sd,dino``) are refused with a one-line error naming
   ``--set sources=dino``;
 - schedule length: their one-cycle spans ``53339 // BZ`` steps per epoch (SPair-71k's training pairs, hard-coded;
-  Jamais Vu ``(53339 + BZ) // BZ``) and DIY-SC's ``MAX_STEPS``; here the run's own steps (``epochs x`` steps per
-  epoch), equal on SPair-71k with batch 1 for GeoAware-SC;
+  Jamais Vu ``(53339 + BZ) // BZ``); here the run's own steps (``epochs x`` steps per epoch; on SPair-71k with
+  batch 1 that is its usable training pairs per epoch);
 - validation and selection: the engine validates after every epoch on ``val`` and keeps the best PCK@0.1 (theirs
   every ``EVAL_EPOCH`` pairs on a val sample; DIY-SC by the val loss on pseudo-labels);
 - Jamais Vu's prototype losses take the source keypoints visible in both images (the pair's rows), theirs every
@@ -116,6 +115,7 @@ class GeoAwareTrainingSettings:
     feature_dropout: float = 0.2  # FEAT_MAP_DROPOUT: dropout on the frozen input maps while training
     lr_schedule: str = "constant"  # constant | one-cycle (torch's OneCycleLR over the run's steps)
     one_cycle_rise: float = 0.3  # SCHEDULER_P1: the fraction of the steps the one-cycle lr rises (pct_start)
+    one_cycle_steps: int = 0  # the one-cycle's length; 0: the run's steps (epochs x steps per epoch)
     point_maps: str | None = None  # jamais-vu: <root>/<category>/<image stem>/points.exr|npy, depth.exr|npy
     object_masks: str | None = None  # jamais-vu: <root>/<category>/<image stem>.npy
     prototype_table: str = "spair"  # the prototypes' categories and keypoint counts (PROTOTYPE_TABLES)
@@ -131,6 +131,8 @@ class GeoAwareTrainingSettings:
         if self.lr_schedule not in LR_SCHEDULES or not 0 < self.one_cycle_rise < 1:
             raise ConfigError(f"lr_schedule: use one of {', '.join(LR_SCHEDULES)} with one_cycle_rise in (0, 1), "
                               f"got {self.lr_schedule!r}, {self.one_cycle_rise}")
+        if self.one_cycle_steps < 0:
+            raise ConfigError(f"one_cycle_steps must be >= 0 (0: the run's steps), got {self.one_cycle_steps}")
         if self.prototype_table not in PROTOTYPE_TABLES:
             raise ConfigError(f"prototype_table: use one of {', '.join(PROTOTYPE_TABLES)}, got {self.prototype_table!r}")
         if self.prototype_logged_points < 1 or self.prototype_sampled_points <= NEIGHBOURHOOD_SIZE:
@@ -146,7 +148,10 @@ GEOAWARE_SC_RECIPE = TrainingRecipe(
 )
 GEOAWARE_SC_AP10K_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, epochs=1,
                                                method=dataclasses.replace(_GEOSC, lr_schedule="constant"))
-DIY_SC_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, lr=5e-3, epochs=1, flip_views=False)
+#: Their one-cycle spans MAX_STEPS = 200 001 pairs (batch 1), where their run stops.
+DIY_SC_MAX_STEPS = 200_001
+DIY_SC_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, lr=5e-3, epochs=1, flip_views=False,
+                                    method=dataclasses.replace(_GEOSC, one_cycle_steps=DIY_SC_MAX_STEPS))
 #: The point-map and mask folders are the user's (``--set``); the preset fixes everything else.
 JAMAIS_VU_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, method=dataclasses.replace(_GEOSC, objective="jamais-vu"))
 
@@ -232,10 +237,11 @@ class GeoAwareTrainer(TrainerBase):
 
     def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         """Their ``OneCycleLR(max_lr=LR, pct_start=SCHEDULER_P1)`` over the run's steps, or None (constant)."""
-        if self.settings.lr_schedule == "constant":
+        settings = self.settings
+        if settings.lr_schedule == "constant":
             return None
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                                                   total_steps=self.total_steps, pct_start=self.settings.one_cycle_rise)
+        return HeldOneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                              total_steps=settings.one_cycle_steps or self.total_steps, pct_start=settings.one_cycle_rise)
 
     # -- one step ----------------------------------------------------------------------------------------------
     def training_step(self, batch: TrainingBatch, step: int, epoch: int) -> StepOutput:
@@ -325,6 +331,15 @@ class JamaisVuTrainer(GeoAwareTrainer):
     """``jamais-vu``'s trainer: Jamais Vu's recipe first."""
 
     DEFAULT_PRESET = "jamais-vu"
+
+
+class HeldOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """torch's ``OneCycleLR`` (the authors' scheduler), holding its last learning rate once its ``total_steps`` are
+    done instead of raising: a run longer than ``one_cycle_steps`` (DIY-SC's stops at ``MAX_STEPS``) goes on."""
+
+    def step(self, epoch: int | None = None) -> None:
+        if self.last_epoch < self.total_steps:
+            super().step(epoch)
 
 
 def _pad_bottom_right(image: torch.Tensor) -> torch.Tensor:
