@@ -32,12 +32,13 @@ TINY_PROTOTYPES = {"prototype_table": "synthetic", "prototype_sampled_points": 8
 def test_each_member_trains_with_its_authors_recipe_first():
     assert [next(iter(class_presets(m))) for m in (GeoAwareSCDino, DIYSC, JamaisVu)] == ["geoaware-sc", "diy-sc",
                                                                                        "jamais-vu"]
-    geosc, diy, jv, ap10k = PRESETS["geoaware-sc"], PRESETS["diy-sc"], PRESETS["jamais-vu"], PRESETS["geoaware-sc-ap10k"]
+    geosc, diy, jv = PRESETS["geoaware-sc"], PRESETS["diy-sc"], PRESETS["jamais-vu"]
+    ap10k = PRESETS["geoaware-sc-ap10k"]
     # GeoAware-SC configs/train_spair.yaml + pck_train.py defaults
     assert (geosc.optimizer, geosc.lr, geosc.weight_decay, geosc.batch_size, geosc.epochs, geosc.train_resolution,
             geosc.flip_views) == ("adamw", 1.25e-3, 1e-3, 1, 2, 840, True)
     assert (geosc.method.lr_schedule, geosc.method.one_cycle_rise, geosc.method.feature_dropout,
-            geosc.method.temperature, geosc.method.objective) == ("one-cycle", 0.3, 0.2, 0.02, "geosc")
+            geosc.method.loss_temperature, geosc.method.objective) == ("one-cycle", 0.3, 0.2, 0.02, "geosc")
     assert (ap10k.epochs, ap10k.method.lr_schedule) == (1, "constant")  # train_ap10k.yaml: no SCHEDULER
     # DIY-SC configs/train_spair.yaml: LR 5e-3, no pair augmentation
     assert (diy.lr, diy.weight_decay, diy.flip_views, diy.method.lr_schedule) == (5e-3, 1e-3, False, "one-cycle")

@@ -54,7 +54,8 @@ from ..runtime import StageTimer, seed_everything
 from .data import EpochBatches, collate_training
 from .api import StepOutput, TrainingError, TrainingPlan, TrainingRecipe
 from .checkpoints import (CHECKPOINT_DIR, LAST, LR_SCHEDULER_KEY, RESUME_KEYS, SCALER_KEY, check_same_run,
-                          find_resume_file, load_checkpoint_file, rng_state, run_directory_of, save_checkpoint, set_rng_state)
+                          find_resume_file, load_checkpoint_file, rng_state, run_directory_of, save_checkpoint,
+                          set_rng_state)
 from .options import TrainOptions
 from .record import LOG_FIELDS, LOG_FILE, append_log, write_summary
 from .run import TrainingRun

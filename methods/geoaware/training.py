@@ -111,7 +111,8 @@ class GeoAwareTrainingSettings:
     """The family's own training settings (the engine's ``TrainingRecipe.method``; ``--set`` keys)."""
 
     objective: str = "geosc"  # geosc: Geo-SC's InfoNCE + l2 | jamais-vu: + the category-prototype losses
-    temperature: float = GEOSC_TEMPERATURE  # soft-argmax temperature of the flow term
+    # soft-argmax temperature of the flow term (named apart from the matcher's inference ``temperature`` option)
+    loss_temperature: float = GEOSC_TEMPERATURE
     feature_dropout: float = 0.2  # FEAT_MAP_DROPOUT: dropout on the frozen input maps while training
     lr_schedule: str = "constant"  # constant | one-cycle (torch's OneCycleLR over the run's steps)
     one_cycle_rise: float = 0.3  # SCHEDULER_P1: the fraction of the steps the one-cycle lr rises (pct_start)
@@ -125,16 +126,17 @@ class GeoAwareTrainingSettings:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective: use one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if not self.temperature > 0 or not 0 <= self.feature_dropout < 1:
-            raise ConfigError(f"temperature must be > 0 and feature_dropout in [0, 1), got {self.temperature}, "
-                              f"{self.feature_dropout}")
+        if not self.loss_temperature > 0 or not 0 <= self.feature_dropout < 1:
+            raise ConfigError(f"loss_temperature must be > 0 and feature_dropout in [0, 1), got "
+                              f"{self.loss_temperature}, {self.feature_dropout}")
         if self.lr_schedule not in LR_SCHEDULES or not 0 < self.one_cycle_rise < 1:
             raise ConfigError(f"lr_schedule: use one of {', '.join(LR_SCHEDULES)} with one_cycle_rise in (0, 1), "
                               f"got {self.lr_schedule!r}, {self.one_cycle_rise}")
         if self.one_cycle_steps < 0:
             raise ConfigError(f"one_cycle_steps must be >= 0 (0: the run's steps), got {self.one_cycle_steps}")
         if self.prototype_table not in PROTOTYPE_TABLES:
-            raise ConfigError(f"prototype_table: use one of {', '.join(PROTOTYPE_TABLES)}, got {self.prototype_table!r}")
+            raise ConfigError(f"prototype_table: use one of {', '.join(PROTOTYPE_TABLES)}, "
+                              f"got {self.prototype_table!r}")
         if self.prototype_logged_points < 1 or self.prototype_sampled_points <= NEIGHBOURHOOD_SIZE:
             raise ConfigError(f"prototype_logged_points must be >= 1 and prototype_sampled_points > "
                               f"{NEIGHBOURHOOD_SIZE} (the neighbourhoods' size), got {self.prototype_logged_points}, "
@@ -209,7 +211,7 @@ class GeoAwareTrainer(TrainerBase):
                               hint="train a DINOv2-only adapter: --set sources=dino")
         if settings.objective == "jamais-vu" and not (settings.point_maps and settings.object_masks):
             raise ConfigError("objective jamais-vu needs the folders of the point maps and the object masks",
-                              hint="--set point_maps=DIR object_masks=DIR (e.g. SPair-71k/MoGeMaps and "
+                              hint="--set point_maps=DIR --set object_masks=DIR (e.g. SPair-71k/MoGeMaps and "
                               "SPair-71k/owlv2_sam_masks; layout in methods/geoaware/point_maps.py)")
         if settings.objective == "jamais-vu" and recipe.train_resize == "stretch":
             raise ConfigError("objective jamais-vu needs the padded canvas: the point maps keep the image's aspect",
@@ -241,7 +243,8 @@ class GeoAwareTrainer(TrainerBase):
         if settings.lr_schedule == "constant":
             return None
         return HeldOneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                              total_steps=settings.one_cycle_steps or self.total_steps, pct_start=settings.one_cycle_rise)
+                              total_steps=settings.one_cycle_steps or self.total_steps,
+                              pct_start=settings.one_cycle_rise)
 
     # -- one step ----------------------------------------------------------------------------------------------
     def training_step(self, batch: TrainingBatch, step: int, epoch: int) -> StepOutput:
@@ -258,7 +261,7 @@ class GeoAwareTrainer(TrainerBase):
             flipped = maps[2 * b :].unflatten(0, (b, 2)) if batch.flip is not None else None
         with timer("losses"):
             loss, losses = geosc_batch_loss(features, flipped, batch, self.adapter.logit_scale,
-                                            temperature=self.settings.temperature)
+                                            temperature=self.settings.loss_temperature)
         if self.prototype is not None:
             with timer("prototype_losses"):
                 prototype, terms = self._prototype_losses(features[:, 0], batch)
@@ -310,7 +313,8 @@ class GeoAwareTrainer(TrainerBase):
         load_adapter_state(self.adapter, adapter_state(state, "the checkpoint"), "the checkpoint")
         if self.prototype is not None:
             if PROTOTYPE_KEY not in state:
-                raise ConfigError(f"the checkpoint has no {PROTOTYPE_KEY!r}: it was not trained with objective jamais-vu")
+                raise ConfigError(f"the checkpoint has no {PROTOTYPE_KEY!r}: it was not trained with objective "
+                                  "jamais-vu", hint="resume a run of the same objective")
             self.prototype.load_state_dict(state[PROTOTYPE_KEY])
 
     def extra_state(self) -> dict[str, Any]:
