@@ -34,7 +34,7 @@ Presets (``--preset``; the first one of each member is its default), every value
                  (``one_cycle_steps``) and ``--max-steps 200001`` stops the run where theirs stops.
 ``jamais-vu``    VICO-UoE/JamaisVu ``configs/train_spair.yaml`` with ``--CAT_PROTO`` (README, "Training"): the
                  ``geoaware-sc`` recipe plus the prototype losses (``objective=jamais-vu``); needs
-                 ``--set point_maps=DIR object_masks=DIR`` (their ``SPair-71k/MoGeMaps`` and
+                 ``--set point_maps=DIR --set object_masks=DIR`` (their ``SPair-71k/MoGeMaps`` and
                  ``SPair-71k/owlv2_sam_masks``; layout in ``point_maps``).
 
 Differences from the authors' training, all recorded here:
