@@ -105,6 +105,8 @@ def test_each_objective_lowers_its_loss(objective, pairs, point_maps):
     trainer, recipe = configured(JamaisVu if objective == "jamais-vu" else GeoAwareSCDino, settings, flip=True)
     data = TrainingPairs(pairs[:2], recipe.data_options("synthetic", trainer.auto_train_resize))
     batch = collate_training([data[0], data[1]])
+    assert batch.kp_ids[0] == tuple(k for k, v in zip(pairs[0].kp_ids, pairs[0].valid) if v)  # the rows' ids
+    assert batch.image_paths[1] == (str(pairs[1].src_image), str(pairs[1].trg_image))
     optimizer = torch.optim.AdamW(trainer.trainable_parameters(), lr=5e-3)
     losses = []
     for step in range(6):

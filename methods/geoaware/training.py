@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -286,7 +286,7 @@ class GeoAwareTrainer(TrainerBase):
                                   hint="the prototype losses need a dataset whose pairs name their keypoints")
             keypoints = source_maps.new_zeros(slots, 2)
             visible = torch.zeros(slots, dtype=torch.bool, device=source_maps.device)
-            slot = torch.tensor([int(k) for k in batch.kp_ids[i]], device=source_maps.device)
+            slot = torch.tensor(_keypoint_slots(batch.kp_ids[i], batch.pair_ids[i]), device=source_maps.device)
             keypoints[slot] = batch.keypoints[i, 0, : len(slot)].to(keypoints.dtype)
             visible[slot] = True
             geometry = read_training_geometry(settings.point_maps, settings.object_masks, category, image.stem)
@@ -335,6 +335,16 @@ class JamaisVuTrainer(GeoAwareTrainer):
     """``jamais-vu``'s trainer: Jamais Vu's recipe first."""
 
     DEFAULT_PRESET = "jamais-vu"
+
+
+def _keypoint_slots(kp_ids: Sequence[str], pair_id: str) -> list[int]:
+    """A prototype's keypoint slot is the keypoint's id (SPair-71k's and the synthetic benchmark's are numbers)."""
+    try:
+        return [int(k) for k in kp_ids]
+    except ValueError:
+        raise ConfigError(f"objective jamais-vu: pair {pair_id} names its keypoints {list(kp_ids)[:3]}, not slot "
+                          "numbers", hint="the prototypes know SPair-layout datasets (prototype_table spair or "
+                          "synthetic)") from None
 
 
 class HeldOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
