@@ -21,6 +21,7 @@ from corrbench.train.api import TrainingPlan, class_presets, trainer_for
 from corrbench.train.checkpoints import LR_SCHEDULER_KEY, RESUME_KEYS
 from corrbench.train.data import TrainingPairs, collate_training
 from corrbench.train.loop import train
+from corrbench.train.losses import FlowView, geosc_batch_loss, geosc_loss
 from corrbench.train.options import TrainOptions
 
 CANVAS = 56
@@ -120,6 +121,39 @@ def test_each_objective_lowers_its_loss(objective, pairs, point_maps):
         {"keypoint_alignment", "keypoint_features", "object_to_prototype", "prototype_to_object"}
         if objective == "jamais-vu" else set())
     assert set(out.losses) == expected
+
+
+def test_flow_noise_scales_with_each_flows_target_box(pairs):
+    # Geo-SC: std = GAUSSIAN_AUGMENT * threshold / 2, threshold = the target's longer box side in cells; the self
+    # view's target is the source (img1_threshold)
+    trainer, recipe = configured(GeoAwareSCDino, GeoAwareTrainingSettings(), flip=True)
+    data = TrainingPairs(pairs[:2], recipe.data_options("synthetic", trainer.auto_train_resize))
+    batch = collate_training([data[0], data[1]])
+    features, flipped = torch.randn(2, 2, 8, 4, 4), torch.randn(2, 2, 8, 4, 4)
+    scale = torch.tensor(2.6)
+    content = batch.content_sizes.tolist()  # (W', H') of the padded canvases' content
+
+    def std(box, size, content):  # 0.1 x half the longer box side on the canvas, in cells (4 a side)
+        side = max((box[2] - box[0]) * content[0] / size[0], (box[3] - box[1]) * content[1] / size[1])
+        return 0.1 * side * 4 / CANVAS / 2
+
+    src_std = torch.tensor([std(p.src_bbox, p.src_size, content[i][0]) for i, p in enumerate(pairs[:2])])
+    trg_std = torch.tensor([std(p.trg_bbox, p.trg_size, content[i][1]) for i, p in enumerate(pairs[:2])])
+    cells = lambda k: k * 4 / CANVAS  # noqa: E731 (keypoints inside the canvas: the clamp does nothing)
+    views = [FlowView(flipped[:, 0], flipped[:, 1], cells(batch.flip.pair_keypoints[:, 0]),
+                      cells(batch.flip.pair_keypoints[:, 1]), batch.flip.pair_visible, 1.0, trg_std),
+             FlowView(flipped[:, 0], features[:, 0], cells(batch.flip.self_keypoints[:, 0]),
+                      cells(batch.flip.self_keypoints[:, 1]), batch.flip.self_visible, 0.25, src_std)]
+    expected = geosc_loss(features[:, 0], features[:, 1], cells(batch.keypoints[:, 0]), cells(batch.keypoints[:, 1]),
+                          scale, batch.visible, flow_noise_std=trg_std, generator=torch.Generator().manual_seed(1),
+                          views=views).total
+    total, _ = geosc_batch_loss(features, flipped, batch, scale, flow_noise=0.1,
+                                generator=torch.Generator().manual_seed(1))
+    without, _ = geosc_batch_loss(features, flipped, batch, scale)
+    assert torch.allclose(total, expected, rtol=1e-6) and not torch.allclose(total, without, rtol=1e-3)
+    with pytest.raises(ConfigError, match="flow_noise=0"):
+        geosc_batch_loss(features, flipped, dataclasses.replace(batch, box_sides=torch.full((2, 2), float("nan"))),
+                         scale, flow_noise=0.1)
 
 
 def run(tmp_path, method, preset, settings, **kwargs):

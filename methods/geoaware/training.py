@@ -23,7 +23,8 @@ Presets (``--preset``; the first one of each member is its default), every value
                  weight decay 1e-3, batch 1 (``BZ``), 2 epochs, one-cycle schedule (``SCHEDULER: one_cycle``,
                  ``SCHEDULER_P1`` 0.3: torch's ``OneCycleLR``, which also cycles AdamW's beta1 0.95 -> 0.85),
                  840 px canvas (``ANNO_SIZE``), flip views on (``PAIR_AUGMENT: true``), feature dropout 0.2
-                 (``FEAT_MAP_DROPOUT``), dense objective (``DENSE_OBJ: 1``, ``SOFT_TRAIN_WINDOW`` 0).
+                 (``FEAT_MAP_DROPOUT``), flow noise 0.1 (``GAUSSIAN_AUGMENT``), dense objective (``DENSE_OBJ: 1``,
+                 ``SOFT_TRAIN_WINDOW`` 0).
 ``geoaware-sc-ap10k``  ``configs/train_ap10k.yaml``: the same with 1 epoch and no scheduler (constant lr).
 ``diy-sc``       odunkel/DIY-SC ``configs/train_spair.yaml`` + ``pck_train.py`` defaults, run with ``--ONLY_DINO``
                  for the released DINOv2 adapter: AdamW, lr 5e-3, weight decay 1e-3, batch 1, one-cycle (pct 0.3),
@@ -42,8 +43,8 @@ Differences from the authors' training, all recorded here:
 - canvas: the engine's ``pad`` rule (longest side to 840 with PIL's bilinear filter, zeros at the bottom and right;
   ``auto_train_resize`` picks it for every dataset) where their ``resize`` pastes a LANCZOS-resized image in the
   centre. The features are computed on the fly from the canvases, not read from their precomputed files;
-- flow noise: their ``GAUSSIAN_AUGMENT`` (0.1 x half the box size in cells, on by default) is not applied: the
-  engine's batches carry no boxes (``geosc_batch_loss``);
+- flow noise (``flow_noise``, their ``GAUSSIAN_AUGMENT`` 0.1): drawn from the trainer's generator (theirs from
+  torch's global stream); the box side is the dataset's box scaled per axis to the canvas (theirs one scale);
 - initialisation: a run starts from a fresh adapter drawn from the run's ``--seed`` (``checkpoint=random``, their
   ``LOAD`` unset). Their SPair configs name ``LOAD: ./results_ap10k/pretrained_ckpt/last.PTH`` (an AP-10K
   pre-trained SD+DINOv2 adapter shipped in their repository); ``--set checkpoint=PATH`` starts from such a file
@@ -114,6 +115,7 @@ class GeoAwareTrainingSettings:
     # soft-argmax temperature of the flow term (named apart from the matcher's inference ``temperature`` option)
     loss_temperature: float = GEOSC_TEMPERATURE
     feature_dropout: float = 0.2  # FEAT_MAP_DROPOUT: dropout on the frozen input maps while training
+    flow_noise: float = 0.1  # GAUSSIAN_AUGMENT: flow-noise std as a fraction of half the target's box side
     lr_schedule: str = "constant"  # constant | one-cycle (torch's OneCycleLR over the run's steps)
     one_cycle_rise: float = 0.3  # SCHEDULER_P1: the fraction of the steps the one-cycle lr rises (pct_start)
     one_cycle_steps: int = 0  # the one-cycle's length; 0: the run's steps (epochs x steps per epoch)
@@ -126,9 +128,9 @@ class GeoAwareTrainingSettings:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective: use one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if not self.loss_temperature > 0 or not 0 <= self.feature_dropout < 1:
-            raise ConfigError(f"loss_temperature must be > 0 and feature_dropout in [0, 1), got "
-                              f"{self.loss_temperature}, {self.feature_dropout}")
+        if not self.loss_temperature > 0 or not 0 <= self.feature_dropout < 1 or self.flow_noise < 0:
+            raise ConfigError(f"loss_temperature must be > 0, feature_dropout in [0, 1) and flow_noise >= 0, got "
+                              f"{self.loss_temperature}, {self.feature_dropout}, {self.flow_noise}")
         if self.lr_schedule not in LR_SCHEDULES or not 0 < self.one_cycle_rise < 1:
             raise ConfigError(f"lr_schedule: use one of {', '.join(LR_SCHEDULES)} with one_cycle_rise in (0, 1), "
                               f"got {self.lr_schedule!r}, {self.one_cycle_rise}")
@@ -198,7 +200,7 @@ class GeoAwareTrainer(TrainerBase):
         self.matcher, self.adapter, self.sources = matcher, matcher.adapter, matcher.sources
         self.settings = GeoAwareTrainingSettings()
         self.prototype: CategoryPrototype | None = None
-        self.generator = torch.Generator()  # the prototype losses' first farthest points
+        self.generator = torch.Generator()  # the flow noise and the prototype losses' first farthest points
 
     def configure_training(self, recipe: TrainingRecipe, plan: TrainingPlan) -> None:
         self.settings = settings = recipe.method if recipe.method is not None else GeoAwareTrainingSettings()
@@ -261,7 +263,8 @@ class GeoAwareTrainer(TrainerBase):
             flipped = maps[2 * b :].unflatten(0, (b, 2)) if batch.flip is not None else None
         with timer("losses"):
             loss, losses = geosc_batch_loss(features, flipped, batch, self.adapter.logit_scale,
-                                            temperature=self.settings.loss_temperature)
+                                            temperature=self.settings.loss_temperature,
+                                            flow_noise=self.settings.flow_noise, generator=self.generator)
         if self.prototype is not None:
             with timer("prototype_losses"):
                 prototype, terms = self._prototype_losses(features[:, 0], batch)
