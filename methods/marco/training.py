@@ -56,9 +56,10 @@ layout; its gradient is averaged over processes by a hook); temperature ``geosc_
 recipe's ``flip_views`` (on in the preset) the student also sees both images mirrored, and each pair's loss is
 Geo-SC's weighted mean of its InfoNCE + l2 and the flow error of the two flip views (mirrored pair, weight 1;
 mirrored source against the source, 0.25; ``corrbench.train.data`` "flip views"): the student's one batched
-forward then takes four canvases per pair instead of two. Not reproduced (the batch carries no boxes, and the
-paper does not state it for Tab. 8): Geo-SC's Gaussian noise on the target flow (std from the bbox); the
-released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
+forward then takes four canvases per pair instead of two. Not used (the paper does not state it for Tab. 8):
+Geo-SC's Gaussian noise on the target flow (std from the bbox; ``geosc_batch_loss``'s ``flow_noise``, which the
+GeoAware-SC family's trainer turns on); the released recipe's optimiser, lr, clipping and canvas are kept, which
+Geo-SC does not use.
 
 Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
 padded (longest side to the canvas, zeros at the bottom and right), every other dataset is stretched, as the
