@@ -14,7 +14,8 @@ too, imported and checked as the registry imports and checks an entry point's ta
 own methods declare their trainers (``MARCOMatcher.trainer = "corrbench.methods.marco.training:MARCOTrainer"``),
 since a path needs no entry point, so an install whose metadata predates a trainer still finds it.
 
-``TrainingRecipe``'s defaults are neutral (no weight decay, no clipping); the numbers a method is trained
+``TrainingRecipe``'s defaults are neutral (no weight decay, no clipping, a constant learning rate unless the
+trainer's ``lr_scheduler`` returns a schedule); the numbers a method is trained
 with (optimiser, learning rate, batch, epochs, canvas) have no default: each method's presets state them.
 """
 
@@ -206,6 +207,12 @@ class TrainerBase:
 
     def on_optimizer_step(self, step: int) -> Mapping[str, float]:
         return {}
+
+    def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """Optional (the engine looks it up by name; not part of ``Trainable``): a ``torch.optim.lr_scheduler``
+        over ``optimizer``, stepped after every optimiser step and saved in the checkpoints, or None for the
+        recipe's constant ``lr``. Called once, after ``configure_training``."""
+        return None
 
     def auto_train_resize(self, dataset: str) -> str:
         return "stretch"  # neutral: every dataset stretched to the square canvas

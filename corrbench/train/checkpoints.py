@@ -4,8 +4,8 @@ A checkpoint is the method's release layout (for MARCO ``{"model": adapters + he
 which the authors' code loads as is) plus the engine's resume keys (``RESUME_KEYS``): ``optimizer``,
 ``trainer`` (the method's other state, e.g. MARCO's mining generator), ``step``, ``epoch``,
 ``batch_in_epoch``, ``rng`` (every process's python, numpy, torch and CUDA generator states), ``config`` (the
-identity and the resolved recipe) and ``history``; ``grad_scaler`` too in ``--dtype float16`` runs. Everything
-is tensors and plain values, so checkpoints load with ``torch.load(weights_only=True)``. ``epoch`` is the
+identity and the resolved recipe) and ``history``; ``grad_scaler`` too in ``--dtype float16`` runs, and
+``lr_scheduler`` in runs whose trainer schedules the learning rate. Everything is tensors and plain values, so checkpoints load with ``torch.load(weights_only=True)``. ``epoch`` is the
 index of the last completed epoch (the authors' convention: their ``resume_from_checkpoint`` starts at
 ``epoch + 1``) and ``batch_in_epoch`` the batches already done of the next one.
 
@@ -36,6 +36,8 @@ BEST = "best.pth"
 RESUME_KEYS = ("optimizer", "trainer", "step", "epoch", "batch_in_epoch", "rng", "config", "history")
 #: The fp16 loss scaler's state, in checkpoints of ``--dtype float16`` runs only.
 SCALER_KEY = "grad_scaler"
+#: The learning-rate scheduler's state, in checkpoints of runs whose trainer has one (``lr_scheduler``).
+LR_SCHEDULER_KEY = "lr_scheduler"
 
 
 # ----------------------------------------------------------------------------------------------------------

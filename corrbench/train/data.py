@@ -215,6 +215,11 @@ class TrainingBatch:
         stretched); pixels beyond it are padding.
     pair_ids, categories: B strings each.
     flip: the flip views (``FlipViews``), or None when the recipe has no ``flip_views``.
+    kp_ids: per pair, the keypoint ids (``Pair.kp_ids``) of its real rows, in row order (empty when the
+        dataset names none), for objectives that know keypoints by id (Jamais Vu's category prototypes).
+    image_paths: per pair, ``(source, target)`` image files (per-image side data such as point maps).
+    box_sides: ``(B, 2)`` float32, the longer side of each image's object box on the canvas (box sides scaled
+        per axis like the keypoints), NaN where the dataset gives no box (GeoAware-SC's flow-noise scale).
     """
 
     images: torch.Tensor
@@ -226,6 +231,9 @@ class TrainingBatch:
     pair_ids: Sequence[str]
     categories: Sequence[str]
     flip: FlipViews | None = None
+    kp_ids: Sequence[Sequence[str]] = ()
+    image_paths: Sequence[tuple[str, str]] = ()
+    box_sides: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -242,7 +250,8 @@ class TrainingBatch:
 
         return replace(self, images=move(self.images), keypoints=move(self.keypoints), visible=move(self.visible),
                        num_points=move(self.num_points), masks=move(self.masks),
-                       content_sizes=move(self.content_sizes), flip=self.flip and self.flip.apply(move))
+                       content_sizes=move(self.content_sizes), flip=self.flip and self.flip.apply(move),
+                       box_sides=None if self.box_sides is None else move(self.box_sides))
 
     def pin_memory(self) -> "TrainingBatch":  # DataLoader(pin_memory=True) calls this on custom batches
         return replace(self, images=self.images.pin_memory(), keypoints=self.keypoints.pin_memory(),
@@ -265,6 +274,14 @@ def scale_keypoints(points: np.ndarray, size: tuple[int, int], content: tuple[in
     (w, h), (cw, ch) = size, content
     out = np.asarray(points, dtype=np.float64) * np.array([cw / w, ch / h])
     return clamp_inside(out, cw, ch)
+
+
+def box_side(bbox: np.ndarray | None, size: tuple[int, int], content: tuple[int, int]) -> float:
+    """The longer side of an ``[x1, y1, x2, y2]`` box on the canvas (sides scaled per axis), NaN without a box."""
+    if bbox is None:
+        return float("nan")
+    (w, h), (cw, ch) = size, content
+    return float(max((bbox[2] - bbox[0]) * cw / w, (bbox[3] - bbox[1]) * ch / h))
 
 
 def keypoint_box_mask(points: np.ndarray, resolution: int) -> torch.Tensor:
@@ -338,7 +355,7 @@ class TrainingPairs(torch.utils.data.Dataset):
         pair = self.pairs[index]
         valid = pair.valid
         source = self.mask_source(pair)
-        images, keypoints, masks, contents = [], [], [], []
+        images, keypoints, masks, contents, box_sides = [], [], [], [], []
         for side in ("src", "trg"):
             path: Path = getattr(pair, f"{side}_image")
             size = getattr(pair, f"{side}_size")
@@ -352,6 +369,7 @@ class TrainingPairs(torch.utils.data.Dataset):
             else:
                 masks.append(self._mask(pair, side, size, content, sam=source == "sam"))
             contents.append(content)
+            box_sides.append(box_side(getattr(pair, f"{side}_bbox"), size, content))
         item = {
             "pair_id": pair.pair_id,
             "category": pair.category,
@@ -359,6 +377,9 @@ class TrainingPairs(torch.utils.data.Dataset):
             "keypoints": torch.from_numpy(np.stack(keypoints)).float(),
             "masks": torch.stack(masks),
             "content_sizes": torch.tensor(contents, dtype=torch.int64),
+            "kp_ids": tuple(str(k) for k, v in zip(pair.kp_ids, valid) if v) if pair.kp_ids else (),
+            "image_paths": (str(pair.src_image), str(pair.trg_image)),
+            "box_sides": torch.tensor(box_sides, dtype=torch.float32),
         }
         if self.options.flip_dataset is not None:
             item["flip"] = self._flip_views(pair, images, contents)
@@ -459,6 +480,9 @@ def collate_training(items: Sequence[dict[str, Any]]) -> TrainingBatch:
         pair_ids=[item["pair_id"] for item in items],
         categories=[item["category"] for item in items],
         flip=flip,
+        kp_ids=[item["kp_ids"] for item in items],
+        image_paths=[item["image_paths"] for item in items],
+        box_sides=torch.stack([item["box_sides"] for item in items]),
     )
 
 

@@ -13,7 +13,8 @@ In order:
 3. per step (``TrainingLoop._step``): ``training_step`` under autocast (bf16 or fp16 on CUDA when asked),
    ``loss.backward()`` (loss-scaled in fp16: ``dtypes.LossScaling``; its state is the checkpoint's
    ``grad_scaler``), gradient clipping of the unscaled gradients, optimiser step (skipped by fp16 on overflow,
-   logged as ``skipped``), ``on_optimizer_step`` (the EMA teacher); constant learning rate;
+   logged as ``skipped``), ``on_optimizer_step`` (the EMA teacher); a constant learning rate unless the trainer's
+   ``lr_scheduler`` gives a schedule (stepped after every step, its state in the checkpoints);
 4. per epoch (and where ``--max-steps`` stops): validation PCK on the ``val`` pairs with the benchmark's own
    protocol (``validation.validate``: the loops ``corrbench run`` uses), then a checkpoint (``_save``);
    ``best.pth`` follows the best PCK@0.1 per image over all pairs.
@@ -52,8 +53,9 @@ from ..dtypes import LossScaling, autocast
 from ..runtime import StageTimer, seed_everything
 from .data import EpochBatches, collate_training
 from .api import StepOutput, TrainingError, TrainingPlan, TrainingRecipe
-from .checkpoints import (CHECKPOINT_DIR, LAST, RESUME_KEYS, SCALER_KEY, check_same_run, find_resume_file,
-                          load_checkpoint_file, rng_state, run_directory_of, save_checkpoint, set_rng_state)
+from .checkpoints import (CHECKPOINT_DIR, LAST, LR_SCHEDULER_KEY, RESUME_KEYS, SCALER_KEY, check_same_run,
+                          find_resume_file, load_checkpoint_file, rng_state, run_directory_of, save_checkpoint,
+                          set_rng_state)
 from .options import TrainOptions
 from .record import LOG_FIELDS, LOG_FILE, append_log, write_summary
 from .run import TrainingRun
@@ -106,6 +108,8 @@ class TrainingLoop:
         self.steps_per_epoch = self.sampler.batches_per_epoch()
         self.parameters = self._configure_trainer()
         self.optimizer = _optimizer(self.recipe, self.parameters)
+        hook = getattr(self.trainer, "lr_scheduler", None)  # a Trainable need not derive from TrainerBase
+        self.lr_scheduler = hook(self.optimizer) if callable(hook) else None
         self.scaling = LossScaling(opts.dtype, self.device)
         self._restore(checkpoint)
         self.procs.bind_student(self.trainer, self.device)
@@ -146,6 +150,8 @@ class TrainingLoop:
             self.trainer.load_extra_state(checkpoint["trainer"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scaling.load_state_dict(checkpoint.get(SCALER_KEY, {}))
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.load_state_dict(checkpoint[LR_SCHEDULER_KEY])
             # "epoch" is the index of the last completed epoch, as in the authors' checkpoints (-1: none yet).
             self.step, self.epoch = checkpoint["step"], checkpoint["epoch"] + 1
             self.batch_in_epoch = checkpoint["batch_in_epoch"]
@@ -235,6 +241,8 @@ class TrainingLoop:
         clip = self.recipe.clip_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip) if clip is not None else None
         stepped = self.scaling.step(self.optimizer)
+        if self.lr_scheduler is not None:  # every step, as the authors' loops (an fp16-skipped one included)
+            self.lr_scheduler.step()
         return grad_norm, stepped, dict(self.trainer.on_optimizer_step(self.step))
 
     def _log_step(self, out: StepOutput, grad_norm: Any, stepped: bool, hooks: dict[str, Any],
@@ -311,13 +319,14 @@ class TrainingLoop:
 
     def _checkpoint_state(self, rng_states: list[Any]) -> dict[str, Any]:
         release = self.trainer.release_state()
-        clash = [k for k in (*RESUME_KEYS, SCALER_KEY) if k in release]
+        clash = [k for k in (*RESUME_KEYS, SCALER_KEY, LR_SCHEDULER_KEY) if k in release]
         if clash:
             raise TrainingError(f"{self.run.method}'s release layout uses the engine's keys {clash}")
         return {
             **release,
             "optimizer": self.optimizer.state_dict(),
             **({SCALER_KEY: self.scaling.state_dict()} if self.scaling.enabled else {}),
+            **({LR_SCHEDULER_KEY: self.lr_scheduler.state_dict()} if self.lr_scheduler is not None else {}),
             "trainer": self.trainer.extra_state(),
             "step": self.step,
             "epoch": self.epoch - 1,

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..geometry import Size, cell_centres
+from ..geometry import Size, cell_centres, pixels_to_cells
 from ..similarity import sample_descriptors
 
 UNIFIED_TEMPERATURE = 0.03
@@ -294,6 +294,50 @@ def geosc_loss(
 
     info_nce, flow_epe = torch.stack(nce_terms).mean(), torch.stack(epe_terms).mean()
     return GeoSCLoss(torch.stack(totals).mean(), info_nce, flow_epe, torch.stack(flip_terms).mean())
+
+
+def geosc_batch_loss(features: torch.Tensor, flipped: torch.Tensor | None, batch, logit_scale: torch.Tensor, *,
+                     temperature: float = GEOSC_TEMPERATURE, flow_noise: float = 0.0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``geosc_loss`` on a training batch (``corrbench.train.data.TrainingBatch``): ``features`` ``(B, 2, C, h, w)``
+    maps of its source and target canvases, ``flipped`` the same for the mirrored canvases (the flip views) or
+    None. Keypoints are clamped into the canvas and go to cells by Geo-SC's ``x * w / W``. ``flow_noise``: Geo-SC's
+    ``GAUSSIAN_AUGMENT`` (their default 0.1; 0: none): the std of the noise on a flow is ``flow_noise x`` half the
+    longer box side, in cells, of that flow's target image (``batch.box_sides``; the self view's target is the
+    source), drawn from ``generator``. Returns the mean over
+    the batch's pairs and the logged terms (``info_nce``, ``flow_epe``, and ``flip_epe`` with views). The one
+    place both MARCO's ``geosc`` objective and the GeoAware-SC family's trainer turn a batch into this loss."""
+    canvas_h, canvas_w = batch.canvas_size
+    h, w = features.shape[-2:]
+    limit = torch.tensor([canvas_w - 1, canvas_h - 1], dtype=features.dtype, device=features.device)
+
+    def cells(keypoints: torch.Tensor) -> torch.Tensor:
+        points = torch.minimum(keypoints.to(features.dtype).clamp(min=0), limit)
+        return pixels_to_cells(points, (canvas_w, canvas_h), (int(w), int(h)), rule="marco")
+
+    src_std = trg_std = 0.0
+    if flow_noise > 0:
+        sides = batch.box_sides
+        if sides is None or not bool(torch.isfinite(sides).all()):
+            raise ConfigError("flow noise needs the object box of every training image, and this dataset gives "
+                              "none for some", hint="set flow_noise=0")
+        src_std, trg_std = (flow_noise * sides.to(features.dtype).cpu() * (w / canvas_w) / 2).unbind(1)
+    views = []
+    if flipped is not None:
+        pair, own = cells(batch.flip.pair_keypoints), cells(batch.flip.self_keypoints)
+        views = [
+            FlowView(flipped[:, 0], flipped[:, 1], pair[:, 0], pair[:, 1], batch.flip.pair_visible,
+                     GEOSC_FLIP_WEIGHTS["pair"], trg_std),
+            FlowView(flipped[:, 0], features[:, 0], own[:, 0], own[:, 1], batch.flip.self_visible,
+                     GEOSC_FLIP_WEIGHTS["self"], src_std),
+        ]
+    main = cells(batch.keypoints)
+    result = geosc_loss(features[:, 0], features[:, 1], main[:, 0], main[:, 1], logit_scale, batch.visible,
+                        temperature=temperature, flow_noise_std=trg_std, generator=generator, views=views)
+    logged = {"info_nce": result.info_nce, "flow_epe": result.flow_epe}
+    if views:
+        logged["flip_epe"] = result.flip_epe
+    return result.total, logged
 
 
 def _checked_views(views: Sequence[FlowView], shape: torch.Size, temperature: float) -> list[FlowView]:

@@ -109,9 +109,13 @@ class DINOv2Source(nn.Module):
 
     def forward(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         canvases = [family_canvas(image, self.resolution, self.interpolation)[0] for image in images]
-        batch = (torch.stack(canvases).to(self.mean.device) - self.mean) / self.std
+        return self.encode_canvases((torch.stack(canvases).to(self.mean.device) - self.mean) / self.std)
+
+    def encode_canvases(self, canvases: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` canvases already normalised with the ImageNet mean / std (the training engine's
+        batches) -> ``(B, 768, S / 14, S / 14)`` tokens."""
         dtype = self.model.patch_embed.proj.weight.dtype
-        (tokens,) = self.model.get_intermediate_layers(batch.to(dtype), n=[self.model.n_blocks - 1], reshape=True,
+        (tokens,) = self.model.get_intermediate_layers(canvases.to(dtype), n=[self.model.n_blocks - 1], reshape=True,
                                                        norm=False)
         return tokens
 

@@ -48,27 +48,32 @@ class DIYSC(GeoAwareMatcher):
     description = "DIY-SC: DINOv2 ViT-B/14 + released pseudo-label-trained adapter, 840 px, window soft-argmax"
     method_name = "diy-sc"
     release = DIY_SC_DINO
+    trainer = "corrbench.methods.geoaware.training:DIYSCTrainer"
 
 
 class DIYSCSD(SDAndDINOv2Member):
     description = "DIY-SC: SD + DINOv2 + released pseudo-label-trained adapter, 840 px, window soft-argmax"
     method_name = "diy-sc-sd"
     release = DIY_SC_SD
+    trainer = "corrbench.methods.geoaware.training:DIYSCTrainer"
 
 
 class GeoAwareSC(SDAndDINOv2Member):
     description = "GeoAware-SC: SD + DINOv2 + released adapter (AP-10K pretrain, SPair-71k), window soft-argmax"
     method_name = "geoaware-sc"
     release = GEOAWARE_SC
+    trainer = "corrbench.methods.geoaware.training:GeoAwareTrainer"
 
 
 class GeoAwareSCDino(GeoAwareMatcher):
     description = "GeoAware-SC, DINOv2-only adapter (your checkpoint), 840 px, window soft-argmax"
     method_name = "geoaware-sc-dino"
     release = GEOAWARE_SC_DINO
+    trainer = "corrbench.methods.geoaware.training:GeoAwareTrainer"
 
 
 class JamaisVu(SDAndDINOv2Member):
     description = "Jamais Vu: SD + DINOv2 adapter with category prototypes (your checkpoint), window soft-argmax"
     method_name = "jamais-vu"
     release = JAMAIS_VU
+    trainer = "corrbench.methods.geoaware.training:JamaisVuTrainer"

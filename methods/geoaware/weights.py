@@ -97,9 +97,18 @@ JAMAIS_VU = UnreleasedCheckpoint(
     "GeoAware-SC's best_856.PTH")
 
 
+#: Jamais Vu's category prototypes in a checkpoint ``corrbench train`` wrote (``training.py``; their ``best_cp.pth``).
+PROTOTYPE_KEY = "category_prototype"
+
+
 def adapter_state(content: Mapping[str, Any], origin: str) -> dict[str, torch.Tensor]:
-    """The adapter tensors of a bare state dict or of ``{"model": state, ...}``."""
+    """The adapter tensors of a bare state dict or of ``{"model": state, ...}``. A checkpoint ``corrbench train``
+    wrote holds the bare state dict beside the engine's resume keys and the prototypes, which are left out here
+    (the authors' ``load_pretrained_weights`` skips them the same way: it takes only the model's own keys)."""
+    from corrbench.train.checkpoints import LR_SCHEDULER_KEY, RESUME_KEYS, SCALER_KEY
+
     state = content["model"] if isinstance(content.get("model"), Mapping) else content
+    state = {k: v for k, v in state.items() if k not in (*RESUME_KEYS, SCALER_KEY, PROTOTYPE_KEY, LR_SCHEDULER_KEY)}
     not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ConfigError(f"{origin} is not an adapter state dict: {', '.join(not_tensors[:5])} is not a tensor",

@@ -56,9 +56,10 @@ layout; its gradient is averaged over processes by a hook); temperature ``geosc_
 recipe's ``flip_views`` (on in the preset) the student also sees both images mirrored, and each pair's loss is
 Geo-SC's weighted mean of its InfoNCE + l2 and the flow error of the two flip views (mirrored pair, weight 1;
 mirrored source against the source, 0.25; ``corrbench.train.data`` "flip views"): the student's one batched
-forward then takes four canvases per pair instead of two. Not reproduced (the batch carries no boxes, and the
-paper does not state it for Tab. 8): Geo-SC's Gaussian noise on the target flow (std from the bbox); the
-released recipe's optimiser, lr, clipping and canvas are kept, which Geo-SC does not use.
+forward then takes four canvases per pair instead of two. Not used (the paper does not state it for Tab. 8):
+Geo-SC's Gaussian noise on the target flow (std from the bbox; ``geosc_batch_loss``'s ``flow_noise``, which the
+GeoAware-SC family's trainer turns on); the released recipe's optimiser, lr, clipping and canvas are kept, which
+Geo-SC does not use.
 
 Training canvas (``train_resize="auto"`` in every preset; ``auto_train_resize``): PF-PASCAL and AP-10K are
 padded (longest side to the canvas, zeros at the bottom and right), every other dataset is stretched, as the
@@ -101,17 +102,16 @@ import torch
 from torch import nn
 
 from corrbench.errors import ConfigError
-from corrbench.geometry import pixels_to_cells
 from corrbench.runtime import StageTimer
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
 from corrbench.train.data import TrainingBatch
-from corrbench.train.losses import GEOSC_FLIP_WEIGHTS, GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, FlowView, geosc_loss
+from corrbench.train.losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, geosc_batch_loss
 
 from .checkpoint import check_state, model_state
 from .ema import EMATeacher
 from .flow_anchoring import FlowAnchoringConfig, flow_anchoring_loss, mine_matches, mined_similarity_maps
 from .losses import MARCO_TEMPERATURE, CoarseToFineLoss
-from .matcher import CELL_RULE, similarity_at_points
+from .matcher import similarity_at_points
 from .schedules import MomentumSchedule, sigma_schedule
 
 #: The supervised objective on the GT keypoints (``MARCOTrainingSettings.objective``).
@@ -292,7 +292,10 @@ class MARCOTrainer(TrainerBase):
 
         with timer("losses"):
             if self.logit_scale is not None:
-                supervised, supervised_losses = self._geosc_loss(features, flipped, batch, canvas)
+                # Geo-SC's InfoNCE + l2 (+ the flip views' flow terms when ``flipped``): the mean over this
+                # process's pairs (DDP's gradient average makes it the global mean)
+                supervised, supervised_losses = geosc_batch_loss(features, flipped, batch, self.logit_scale,
+                                                                 temperature=self.settings.geosc_temperature)
                 diagnostics: dict[str, Any] = {"logit_scale": float(self.logit_scale.detach())}
             else:
                 points = self._global_count(batch.visible.sum())
@@ -315,37 +318,6 @@ class MARCOTrainer(TrainerBase):
             diagnostics={**diagnostics, **counts},
             seconds=dict(timer.seconds),
         )
-
-    def _geosc_loss(self, features: torch.Tensor, flipped: torch.Tensor | None, batch: TrainingBatch,
-                    canvas: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Geo-SC's InfoNCE + l2 on the student's maps (+ the flip views' flow terms when ``flipped``, the maps of
-        the mirrored canvases): keypoints clamped into the canvas, cells ``x * w / W``; the mean over this
-        process's pairs (DDP's gradient average makes it the global mean)."""
-        h, w = features.shape[-2:]
-        limit = torch.tensor([canvas[0] - 1, canvas[1] - 1], dtype=features.dtype, device=features.device)
-
-        def cells(keypoints: torch.Tensor) -> torch.Tensor:
-            points = torch.minimum(keypoints.to(features.dtype).clamp(min=0), limit)
-            return pixels_to_cells(points, canvas, (int(w), int(h)), rule=CELL_RULE)
-
-        views = []
-        if flipped is not None:
-            assert batch.flip is not None
-            pair, own = cells(batch.flip.pair_keypoints), cells(batch.flip.self_keypoints)
-            views = [
-                FlowView(flipped[:, 0], flipped[:, 1], pair[:, 0], pair[:, 1], batch.flip.pair_visible,
-                         GEOSC_FLIP_WEIGHTS["pair"]),
-                FlowView(flipped[:, 0], features[:, 0], own[:, 0], own[:, 1], batch.flip.self_visible,
-                         GEOSC_FLIP_WEIGHTS["self"]),
-            ]
-        assert self.logit_scale is not None
-        main = cells(batch.keypoints)
-        result = geosc_loss(features[:, 0], features[:, 1], main[:, 0], main[:, 1], self.logit_scale,
-                            batch.visible, temperature=self.settings.geosc_temperature, views=views)
-        logged = {"info_nce": result.info_nce, "flow_epe": result.flow_epe}
-        if views:
-            logged["flip_epe"] = result.flip_epe
-        return result.total, logged
 
     def _global_count(self, count: torch.Tensor) -> torch.Tensor:
         """A per-process count summed over processes and scaled by the process count, so that DDP's gradient
