@@ -593,15 +593,19 @@ def _list_trainers(names: tuple[str, ...]) -> None:
                    "(<folder>/<cat>/<name>_mask.png).")
 @click.option("--resolution", default=840, show_default=True, type=click.IntRange(min=14),
               help="Canvas side for DINOv2 features (a multiple of 14).")
-@click.option("--backbone-weights", metavar="PATH|random", help="DINOv2 ViT-B/14 weights [default: the official ones].")
+@click.option("--backbone-weights", metavar="PATH|random",
+              help="DINOv2 ViT-B/14 weights [default: the official ones]; random also makes SD random.")
+@click.option("--sources", default="dino", show_default=True, type=click.Choice(["dino", "sd,dino"]),
+              help="Zero-shot features: DINOv2 (their README's --only_dino command) or SD + DINOv2 (their "
+                   "script's default, the paper's main setting; needs the diffusion extra).")
 @click.option("--seed", default=42, show_default=True, type=int, help="Seed of the tuple sampling (theirs: 42).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:N.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
 @click.option("--no-download", is_flag=True, help="Never download missing data.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def pseudo_labels_command(method, source, out, data_root, pairs, chain_length, chaining, cycle, rejection_patches,
-                          sphere_filter, sphere_threshold, sphere_weights, masks, resolution, backbone_weights, seed,
-                          device, batch_size, no_download, quiet) -> None:
+                          sphere_filter, sphere_threshold, sphere_weights, masks, resolution, backbone_weights, sources,
+                          seed, device, batch_size, no_download, quiet) -> None:
     """Generate DIY-SC's pseudo-labels as an SPair-layout folder (resumable: run it again to finish)."""
     from .data_root import resolve_data_root
     from .datasets.pseudo_labels import GENERATORS
@@ -621,7 +625,7 @@ def pseudo_labels_command(method, source, out, data_root, pairs, chain_length, c
         source=source, pairs=counts or None, chain_length=chain_length, chaining=chaining, cycle=cycle,
         rejection_patches=rejection_patches, sphere_filter=sphere_filter, sphere_threshold=sphere_threshold,
         sphere_weights=sphere_weights, masks=masks, resolution=resolution, backbone_weights=backbone_weights,
-        seed=seed)
+        sources=tuple(sources.split(",")), seed=seed)
     for split, per_category in manifest["counts"].items():
         listing = ", ".join(f"{c} {n}" for c, n in per_category.items())
         click.echo(f"{split}: {sum(per_category.values())} pairs ({listing})")

@@ -250,3 +250,59 @@ def test_a_cached_file_that_is_not_the_released_mapper_is_refused(tmp_path, monk
     monkeypatch.setattr(prototype_filter, "resolve_weights", lambda *a, **k: (bogus, {"source": "url", "sha256": "x"}))
     with pytest.raises(DataError, match="not the released spherical mapper"):
         prototype_filter.load_spherical_mapper(None)
+
+
+# --- --sources: DINOv2 only (their README's command) or SD + DINOv2 (their script's default) -------------------
+
+def test_sources_are_recorded_and_a_folder_made_with_other_sources_is_refused(invoke, data_env, tiny_backbone,
+                                                                             tmp_path):
+    out = tmp_path / "x"
+    assert _generate(invoke, "--out", str(out)).exit_code == 0
+    manifest_path = out / "pseudo_labels_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["settings"]["sources"] == ["dino"] and "sd" not in manifest
+    assert _generate(invoke, "--out", str(out)).exit_code == 0  # the same sources resume
+    manifest["settings"]["sources"] = ["sd", "dino"]  # as a --sources sd,dino run records it
+    manifest_path.write_text(json.dumps(manifest))
+    result = _generate(invoke, "--out", str(out))
+    assert result.exit_code != 0 and "other settings" in result.output and "Traceback" not in result.output
+    del manifest["settings"]["sources"]  # a folder written before --sources existed was DINOv2-only
+    manifest_path.write_text(json.dumps(manifest))
+    assert _generate(invoke, "--out", str(out)).exit_code == 0
+
+
+def test_sd_sources_without_the_extra_stop_in_one_line_before_any_file(invoke, data_env, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
+    out = tmp_path / "sd"
+    result = _generate(invoke, "--out", str(out), "--sources", "sd,dino")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    line = next(line for line in result.output.splitlines() if "diffusers" in line)
+    assert "pip install 'corrbench[diffusion]'" in line
+    assert not out.exists()
+
+
+def test_sd_and_dino_sources_make_labels_on_a_tiny_sd(invoke, data_env, tiny_backbone, tmp_path, monkeypatch):
+    """SD + DINOv2 through the family's registered "sd" source (toy SD 1.5 architectures, random weights)."""
+    import functools
+
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers").logging.set_verbosity_error()
+    from test_geoaware_methods import TINY_SD
+
+    from corrbench.methods.geoaware import features, sd_source
+
+    monkeypatch.setitem(features.FEATURE_SOURCES, "sd", functools.partial(sd_source.build_sd_source,
+                                                                          architectures=TINY_SD))
+    widths = []
+    normalize = pl.normalize_descriptors
+    monkeypatch.setattr(pl, "normalize_descriptors",
+                        lambda f, sd_channels=0: widths.append((f.shape[-1], sd_channels)) or normalize(f, sd_channels))
+    out = tmp_path / "sd"
+    result = _generate(invoke, "--out", str(out), "--sources", "sd,dino", "--backbone-weights", "random")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "pseudo_labels_manifest.json").read_text())
+    assert manifest["settings"]["sources"] == ["sd", "dino"] and manifest["sd"]["source"] == "random"
+    assert sum(manifest["counts"]["trn"].values()) > 0
+    assert widths and set(widths) == {(32 + 64 + 64 + 128, 32 + 64 + 64)}  # SD s3, s4, s5, then DINOv2's 128

@@ -21,8 +21,14 @@ after tuple. What differs, on purpose or by necessity:
   the centring offset), so their loader's padding puts it on the same canvas pixel;
 - masks: their SAM masks (``preprocess_mask_sam.py``, box prompts) when ``--masks`` names such a folder
   (``<folder>/<cat>/<name>_mask.png``), else the dataset's segmentation (ground truth);
-- features: computed per category in memory with corrbench's DINOv2 (their code reads precomputed files);
-  only DINOv2 features (``--only_dino``; their SD+DINOv2 pseudo-labels need the ``diffusion`` extra);
+- features: computed per category in memory (their code reads precomputed files) through the family's feature
+  sources: ``--sources dino`` (the default: DINOv2 only, their README's displayed command ``--only_dino``) or
+  ``--sources sd,dino`` (their script's own default without ``--only_dino``, the README's "Full (SD+DINOv2)"
+  option and the paper's main setting -- its Appendix E: a DINOv2 adapter trained on DINOv2-only pseudo-labels
+  drops to 67.17 % per image; needs the ``diffusion`` extra). With SD, each image's descriptor is SD
+  s3, s4, s5 then DINOv2 (``sd_source``), the SD and DINOv2 parts normalised apart and then together (their
+  ``normalize_features``, split at the SD source's width rather than a fixed 3200); the spherical filter
+  reads the DINOv2 part only, as their ``preprocess_sph_feats.py`` maps the ``_dino`` files;
 - the order of a tuple's 12 ordered pairs is shuffled by a generator seeded per tuple (theirs comes from
   DataLoader worker seeds), so which of a tuple's pairs fill the last places of a category can differ.
 """
@@ -49,7 +55,7 @@ from corrbench.files import UnreadableJSON, read_json, write_json_atomic, write_
 from corrbench.train.data import sam_mask_path
 
 from . import pseudo_labels as pl
-from .features import DINOv2Source, family_transform
+from .features import DINOv2Source, build_sources, check_sources, family_transform
 from .prototype_filter import SPHERE_THRESHOLD, load_spherical_mapper
 from .pseudo_label_sampling import CHAINING_METRICS, sample_chains, tuples_to_draw
 
@@ -61,6 +67,8 @@ DEFAULT_PAIRS = {"trn": 30000, "val": 300}
 SEGMENTATION = "segmentation"
 BACKBONE = "dinov2_vitb14"
 KEYPOINT_DECIMALS = 4  # original-pixel coordinates are written rounded to 1e-4 px
+#: ``--sources``: their two feature modes, SD ahead of DINOv2 as their ``normalize_features`` expects.
+FEATURE_MODES = {"dino": ("dino",), "sd,dino": ("sd", "dino")}
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,12 @@ class PseudoLabelSettings:
     resolution: int = pl.RESOLUTION
     backbone_weights: str | None = None  # None: DINOv2's official weights; a path; or "random"
     seed: int = 42  # their random.seed(42)
+    sources: tuple[str, ...] = FEATURE_MODES["dino"]  # their README's displayed command (--only_dino)
 
     def check(self) -> None:
+        if tuple(self.sources) not in FEATURE_MODES.values():
+            raise ConfigError(f"--sources {','.join(self.sources)} is not one of DIY-SC's feature modes",
+                              hint=f"use {' or '.join(FEATURE_MODES)}")
         bad = sorted(set(self.pairs) - set(DEFAULT_PAIRS))
         if bad:
             raise ConfigError(f"--pairs names split(s) {', '.join(bad)}",
@@ -103,7 +115,21 @@ class PseudoLabelSettings:
                               "(<folder>/<cat>/<name>_mask.png)")
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "sources": list(self.sources)}
+
+    def feature_config(self) -> "ZeroShotFeatures":
+        return ZeroShotFeatures(self.resolution, self.backbone_weights, self.seed)
+
+
+@dataclass(frozen=True)
+class ZeroShotFeatures:
+    """The fields the family's feature-source builders read (``features.build_sources``): ``weights`` is
+    ``--backbone-weights`` (``random`` also makes SD random; a path names DINOv2's file, SD stays released)."""
+
+    resolution: int
+    weights: str | None
+    seed: int
+    interpolation: str = "pil"  # the authors' LANCZOS canvas
 
 
 @dataclass
@@ -148,7 +174,9 @@ class PseudoLabelRun:
         self.device, self.batch_size, self.progress = device, batch_size, progress
         self.grid = settings.resolution // pl.PATCH_SIZE
         self.corners = pl.patch_corners(self.grid, settings.resolution)
+        check_sources(settings.sources, settings.feature_config())  # the diffusion extra, before any download
         self.backbone: DINOv2Source | None = None
+        self.sd: torch.nn.Module | None = None  # the family's "sd" source with --sources sd,dino
         self.mapper: torch.nn.Module | None = None
         self.provenance: dict[str, Any] = {}
 
@@ -178,7 +206,8 @@ class PseudoLabelRun:
                 old = read_json(path)
             except UnreadableJSON as exc:
                 raise DataError(f"{path}: not valid JSON ({exc})", hint=f"delete {self.out} and run again") from None
-            if old.get("settings") != manifest["settings"] or old.get("source", {}).get("key") != self.spec.key:
+            old_settings = {"sources": ["dino"], **old.get("settings", {})}  # folders made before --sources
+            if old_settings != manifest["settings"] or old.get("source", {}).get("key") != self.spec.key:
                 raise ConfigError(f"{self.out} holds pseudo-labels made with other settings or source",
                                   hint="choose another --out, or delete the folder to start over")
             return {**old, "complete": False}
@@ -279,6 +308,10 @@ class PseudoLabelRun:
             backbone = load_zero_shot_backbone(self.settings.backbone_weights, self.device)
             self.provenance["backbone"] = {"name": BACKBONE, **getattr(backbone, "weights_info", dict)()}
             self.backbone = DINOv2Source(backbone, self.settings.resolution).to(self.device)
+        if self.sd is None and "sd" in self.settings.sources:
+            (self.sd,) = build_sources(["sd"], self.settings.feature_config())
+            self.sd.to(self.device)
+            self.provenance["sd"] = self.sd.model.weights_info()
         if self.mapper is None and self.settings.sphere_filter:
             mapper, info = load_spherical_mapper(self.settings.sphere_weights, dim=self.backbone.layer_dims[0],
                                                  progress=self.progress)
@@ -292,10 +325,14 @@ class PseudoLabelRun:
         state = {}
         for start in range(0, len(needed), self.batch_size):
             chunk = needed[start : start + self.batch_size]
-            raw = self.backbone([load_image(images[i].path) for i in chunk])
-            tokens = raw.flatten(2).transpose(1, 2)  # (B, N, D), row-major cells
-            spheres = self.mapper(tokens) if self.mapper is not None else None
-            descriptors = pl.normalize_descriptors(tokens)
+            pixels = [load_image(images[i].path) for i in chunk]
+            tokens = self.backbone(pixels).flatten(2).transpose(1, 2)  # (B, N, D), row-major cells
+            spheres = self.mapper(tokens) if self.mapper is not None else None  # DINOv2 tokens only, as theirs
+            if self.sd is None:
+                descriptors = pl.normalize_descriptors(tokens)
+            else:
+                sd = self.sd(pixels).flatten(2).transpose(1, 2).to(tokens)
+                descriptors = pl.normalize_descriptors(torch.cat([sd, tokens], dim=-1), sd_channels=sd.shape[-1])
             for row, i in enumerate(chunk):
                 cells = pl.foreground_patches(self._mask(images[i]), self.grid, self.settings.resolution)
                 state[i] = (descriptors[row], cells, None if spheres is None else spheres[row])
@@ -417,6 +454,6 @@ def training_hint(source: str, folder: Path, data_root: Path) -> str:
     return f"train on it: move it to <data root>/{expected}, then corrbench train --method METHOD --benchmark {name}"
 
 
-__all__ = ["DEFAULT_PAIRS", "MANIFEST", "PseudoLabelSettings", "canvas_to_original", "default_folder",
+__all__ = ["DEFAULT_PAIRS", "FEATURE_MODES", "MANIFEST", "PseudoLabelSettings", "canvas_to_original", "default_folder",
            "generate_from_options", "generate_pseudo_labels",
            "training_hint"]
