@@ -148,7 +148,7 @@ class GeoAwareTrainingSettings:
 _GEOSC = GeoAwareTrainingSettings(lr_schedule="one-cycle")
 GEOAWARE_SC_RECIPE = TrainingRecipe(
     optimizer="adamw", lr=1.25e-3, weight_decay=1e-3, batch_size=1, epochs=2, train_resolution=840,
-    train_resize="auto", flip_views=True, method=_GEOSC,
+    train_resize="pad-centre", flip_views=True, method=_GEOSC,
 )
 GEOAWARE_SC_AP10K_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, epochs=1,
                                                method=dataclasses.replace(_GEOSC, lr_schedule="constant"))
