@@ -234,3 +234,15 @@ def test_the_family_trains_on_its_inference_canvas(pairs):
                            [on_canvas_cols.max() + 1, on_canvas_rows.max() + 1]], float)
         # nearest-neighbour resizing moves a border by up to ~1.6 canvas pixels; the padding moves it by 4
         assert np.abs(placed - corners).max() < 2
+
+
+def test_jamais_vu_refuses_a_canvas_its_point_maps_are_not_padded_like(point_maps):
+    settings = GeoAwareTrainingSettings(objective="jamais-vu", point_maps=str(point_maps / "MoGeMaps"),
+                                        object_masks=str(point_maps / "masks"), **TINY_PROTOTYPES)
+    trainer = trainer_for(JamaisVu(**TINY, checkpoint="random"))
+    plan = TrainingPlan(steps_per_epoch=1, epochs=1, device=torch.device("cpu"), dtype="float32")
+    for rule in ("pad", "stretch"):
+        recipe = dataclasses.replace(PRESETS["jamais-vu"], train_resize=rule, method=settings)
+        with pytest.raises(ConfigError, match="centred canvas") as error:
+            trainer.configure_training(recipe, plan)
+        assert f"drop --set train_resize={rule}" in error.value.hint
