@@ -41,8 +41,9 @@ Presets (``--preset``; the first one of each member is its default), every value
 Differences from the authors' training, all recorded here:
 
 - features: computed on the fly from the engine's canvases, not read from their precomputed files (the canvas
-  is theirs: ``auto_train_resize`` picks the engine's ``pad-centre`` rule for every dataset, the family's inference
-  canvas ``family_canvas``: LANCZOS, centred, keypoints by their ``preprocess_kps_pad``);
+  is theirs: every preset names the engine's ``pad-centre`` rule, and ``auto_train_resize`` picks it for every
+  dataset: the family's inference canvas ``family_canvas``, LANCZOS, centred, keypoints by their
+  ``preprocess_kps_pad``; Jamais Vu's point maps are centre-padded like it, by ``prototype_losses``);
 - flow noise (``flow_noise``, their ``GAUSSIAN_AUGMENT`` 0.1): drawn from the trainer's generator (theirs from
   torch's global stream); the box side is the dataset's box scaled per axis to the canvas (theirs one scale);
 - initialisation: a run starts from a fresh adapter drawn from the run's ``--seed`` (``checkpoint=random``, their
@@ -58,7 +59,7 @@ Differences from the authors' training, all recorded here:
 - validation and selection: the engine validates after every epoch on ``val`` and keeps the best PCK@0.1 (theirs
   every ``EVAL_EPOCH`` pairs on a val sample; DIY-SC by the val loss on pseudo-labels);
 - Jamais Vu's prototype losses take the source keypoints visible in both images (the pair's rows), theirs every
-  keypoint of the source image's pair annotation; the point map is padded at the bottom and right like the canvas;
+  keypoint of the source image's pair annotation;
 - the trainer runs in one process (the authors train on one GPU with batch 1).
 
 Checkpoints: the adapter's state dict at the top level of the file (``aggre_net.state_dict()``, ``logit_scale`` and
