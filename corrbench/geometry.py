@@ -24,7 +24,7 @@ pixels to continuous cell coordinates (cell ``j`` has coordinate ``j``) and back
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Union
 
 import numpy as np
@@ -195,6 +195,39 @@ class ResizePolicy:
         ox, oy = t.offset
         canvas[..., oy : oy + t.resized_size[1], ox : ox + t.resized_size[0]] = content
         return canvas, t
+
+
+@dataclass(frozen=True)
+class UniformScaleTransform(ResizeTransform):
+    """GeoAware-SC's keypoint rule (``preprocess_kps_pad``): BOTH axes scaled by ``canvas / longest side`` plus the
+    padding offset. The content's short side is rounded to whole pixels, the keypoints' scale is not, so this
+    differs from a per-axis ``scale`` transform by up to half a canvas pixel along the short side."""
+
+    @property
+    def affine(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        scale = self.out_size[0] / max(self.in_size)
+        return (scale, scale), (float(self.offset[0]), float(self.offset[1]))
+
+
+def centred_pad_transform(image_size: Size, resolution: int) -> ResizeTransform:
+    """Original image -> GeoAware-SC's canvas (``utils_correspondence.resize``): longest side to ``resolution``
+    (short side rounded), content centred on the square (offset ``(S - short) // 2``), keypoints by the uniform
+    scale (``UniformScaleTransform``). The one home of that canvas: the family's inference and the training
+    engine's ``pad-centre`` rule both place images with it."""
+    placed = ResizePolicy("longest_side_pad", resolution, rule="scale").transform(image_size)
+    return UniformScaleTransform(**{f.name: getattr(placed, f.name) for f in fields(placed)})
+
+
+def paste_on_canvas(content: Points, transform: ResizeTransform) -> Points:
+    """``(..., H', W')`` content (tensor or array) -> the ``(..., out H, out W)`` canvas, zeros around it, the
+    content at ``transform``'s offset (centred for ``centred_pad_transform``, top left for an offset of 0)."""
+    (ox, oy), (w, h), (cw, ch) = transform.offset, transform.resized_size, transform.out_size
+    if isinstance(content, torch.Tensor):
+        canvas = content.new_zeros((*content.shape[:-2], ch, cw))
+    else:
+        canvas = np.zeros((*content.shape[:-2], ch, cw), dtype=content.dtype)
+    canvas[..., oy : oy + h, ox : ox + w] = content
+    return canvas
 
 
 # ---------------------------------------------------------------------------------------------------------

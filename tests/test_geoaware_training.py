@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from corrbench.data_root import resolve_data_root
 from corrbench.datasets import make_adapter
@@ -199,3 +200,49 @@ def test_refusals_name_the_setting(tmp_path, data_env):
     with pytest.raises(ConfigError, match="cannot encode the engine's training canvases"):
         GeoAwareTrainer(type("Fake", (), {"adapter": AggregationNetwork([384], 128), "sources": [object()]})()
                         ).configure_training(PRESETS["diy-sc"], TrainingPlan(1, 1, torch.device("cpu"), "float32"))
+
+
+def test_the_family_trains_on_its_inference_canvas(pairs):
+    """The engine's pad-centre canvas is family_canvas (LANCZOS, centred black padding, preprocess_kps_pad), for the
+    image, its keypoints and its mask; every family preset (and auto) trains on it."""
+    from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from corrbench.methods.geoaware.features import family_canvas, family_transform
+    from corrbench.train.data import TrainDataOptions
+
+    trainer, _ = configured(GeoAwareSCDino, GeoAwareTrainingSettings(), flip=False)
+    assert {recipe.data_options("synthetic", trainer.auto_train_resize).resize for recipe in PRESETS.values()} == {
+        "pad-centre"}
+    assert trainer.auto_train_resize("spair") == "pad-centre"
+    pair = next(p for p in pairs if min(max(family_transform(size, CANVAS).offset) for size in (p.src_size, p.trg_size))
+                >= 4)  # padding wide enough to tell a centred mask from one at the top left
+    item = TrainingPairs([pair], TrainDataOptions(resolution=CANVAS, resize="pad-centre", masks="segmentation"))[0]
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    for side in range(2):
+        path, size = (pair.src_image, pair.src_size) if side == 0 else (pair.trg_image, pair.trg_size)
+        with Image.open(path) as image:
+            pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1) / 255.0
+        canvas, transform = family_canvas(pixels, CANVAS)
+        torch.testing.assert_close(item["images"][side], (canvas - mean) / std, rtol=0, atol=1e-5)
+        points = (pair.src_kps if side == 0 else pair.trg_kps)[pair.valid]
+        np.testing.assert_allclose(item["keypoints"][side].numpy(), transform.forward(points), atol=1e-4)
+        # the mask lies where the image does: its box is the original mask's box carried by the same transform
+        original = load_mask(pair.src_mask if side == 0 else pair.trg_mask, size, pair.meta.get("mask_label"))
+        rows, cols = torch.nonzero(original, as_tuple=True)
+        corners = transform.forward(np.array([[cols.min(), rows.min()], [cols.max() + 1, rows.max() + 1]], float))
+        on_canvas_rows, on_canvas_cols = torch.nonzero(item["masks"][side], as_tuple=True)
+        placed = np.array([[on_canvas_cols.min(), on_canvas_rows.min()],
+                           [on_canvas_cols.max() + 1, on_canvas_rows.max() + 1]], float)
+        # nearest-neighbour resizing moves a border by up to ~1.6 canvas pixels; the padding moves it by 4
+        assert np.abs(placed - corners).max() < 2
+
+
+def test_jamais_vu_refuses_a_canvas_its_point_maps_are_not_padded_like(point_maps):
+    settings = GeoAwareTrainingSettings(objective="jamais-vu", point_maps=str(point_maps / "MoGeMaps"),
+                                        object_masks=str(point_maps / "masks"), **TINY_PROTOTYPES)
+    trainer = trainer_for(JamaisVu(**TINY, checkpoint="random"))
+    plan = TrainingPlan(steps_per_epoch=1, epochs=1, device=torch.device("cpu"), dtype="float32")
+    for rule in ("pad", "stretch"):
+        recipe = dataclasses.replace(PRESETS["jamais-vu"], train_resize=rule, method=settings)
+        with pytest.raises(ConfigError, match="centred canvas") as error:
+            trainer.configure_training(recipe, plan)
+        assert f"drop --set train_resize={rule}" in error.value.hint

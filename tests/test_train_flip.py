@@ -103,3 +103,32 @@ def test_a_trainer_that_ignores_flip_views_refuses_them(tmp_path, data_env):
     check_flip_views(MARCOTrainer, PRESETS["geosc-objective"], "marco")
     with pytest.raises(ConfigError, match="does not use flip views"):
         check_flip_views(MARCOTrainer, dataclasses.replace(PRESETS["released"], flip_views=True), "marco")
+
+
+def test_flip_views_on_the_centred_canvas_are_the_family_canvas_of_the_mirrored_images(pairs):
+    """pad-centre (GeoAware-SC's canvas): the mirror of a centred canvas is the centred canvas of the mirrored image,
+    also where the padding is odd (so mirroring the whole canvas would move the content by a pixel)."""
+    from corrbench.methods.geoaware.features import family_canvas
+
+    def mutual(p):
+        return [k for k, v in zip(p.kp_ids, p.valid) if v]
+
+    partners = flip_partners("synthetic", "quadruped")
+    def odd_padding(size, side):  # left and right padding differ by a pixel
+        return (side - round(size[0] * side / max(size))) % 2
+
+    pair, canvas = next((p, s) for p in pairs for s in range(40, 60) if p.category == "quadruped"
+                        and {"2", "3"} <= set(mutual(p)) and (odd_padding(p.src_size, s) or odd_padding(p.trg_size, s)))
+    item = TrainingPairs([pair], TrainDataOptions(resolution=canvas, resize="pad-centre", flip_dataset="synthetic"))[0]
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    ids = [k for k in pair.kp_ids if partners.get(k, k) in mutual(pair)]  # the pair view's rows, in order
+    for side, (path, points) in enumerate(((pair.src_image, pair.src_kps), (pair.trg_image, pair.trg_kps))):
+        with Image.open(path) as image:
+            mirrored = np.asarray(image.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT))
+        expected, transform = family_canvas(torch.from_numpy(mirrored.copy()).permute(2, 0, 1) / 255.0, canvas)
+        torch.testing.assert_close(item["flip"]["images"][side], (expected - mean) / std, rtol=0, atol=1e-5)
+        # the mirrored left ear is the original right ear, mirrored, placed by the family's keypoint rule
+        w = pair.src_size[0] if side == 0 else pair.trg_size[0]
+        right_ear = points[pair.kp_ids.index("3")]
+        np.testing.assert_allclose(item["flip"]["pair_keypoints"][side, ids.index("2")].numpy(),
+                                   transform.forward(np.array([w - 1 - right_ear[0], right_ear[1]])), atol=1e-4)

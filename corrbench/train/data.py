@@ -8,13 +8,17 @@ trained here; where another reference code does the same, it is named. What one 
 
 images
     Both images resized with PIL's bilinear filter (antialiased when shrinking, as torchvision's ``Resize``
-    on a PIL image does) to the training canvas, then normalised with the ImageNet mean and std. Two resize
+    on a PIL image does) to the training canvas, then normalised with the ImageNet mean and std. Three resize
     rules (``RESIZE_RULES``):
 
-    ``stretch``  ``S x S``, aspect ratio changed;
-    ``pad``      longest side to ``S`` (content ``round(W * S / max(W, H))`` x ``round(H * S / max(W, H))``),
-                 then zero-padded at the bottom and right to ``S x S``; the padding is zero AFTER
-                 normalisation, as in MARCO's ``pad_tensor_no_resize``.
+    ``stretch``     ``S x S``, aspect ratio changed;
+    ``pad``         longest side to ``S`` (content ``round(W * S / max(W, H))`` x ``round(H * S / max(W, H))``),
+                    then zero-padded at the bottom and right to ``S x S``; the padding is zero AFTER
+                    normalisation, as in MARCO's ``pad_tensor_no_resize``;
+    ``pad-centre``  GeoAware-SC's canvas (``utils_correspondence.resize``), the one the family's inference uses:
+                    the same content size, but PIL's LANCZOS filter on the 8-bit image, the content centred
+                    (offset ``(S - W') // 2``, ``(S - H') // 2``) and the padding black BEFORE normalisation
+                    (``-mean / std`` after). Placement: ``corrbench.geometry.centred_pad_transform``.
 
     A recipe names one of them, or ``auto``: then the METHOD picks the rule per dataset, through its trainer's
     ``auto_train_resize(dataset)`` (``TrainerBase``: ``stretch`` for every dataset; MARCO's trainer pads
@@ -23,7 +27,8 @@ images
 keypoints
     Only the keypoints visible in both images (the rows SPair's pair files list; MARCO sets every listed
     keypoint visible). A coordinate is scaled per axis by ``content / original`` (``x' = x * W'/W``, no
-    half-pixel shift: MARCO's ``scale`` rule) and clamped to ``[1e-4, content - 1 - 1e-4]`` (MARCO's
+    half-pixel shift: MARCO's ``scale`` rule; ``pad-centre``: both axes by ``S / max(W, H)`` plus the offset,
+    GeoAware-SC's ``preprocess_kps_pad``) and clamped to ``[1e-4, content - 1 - 1e-4]`` inside the content (MARCO's
     ``regularise_coordinates(eps=1e-4)``; the unified benchmark clamps its training keypoints the same way,
     Visual-AI/Semantic-Correspondence ``dataset/dataset.py``). ``(2, P, 2)``: row 0 the source, row 1 the target.
 
@@ -36,7 +41,8 @@ masks
     the image ``<dataset>/JPEGImages/<rel>/<name>.jpg`` has its mask at ``<folder>/<rel>/<name>_mask.png``
     (object where the 8-bit value is above 127). A segmentation or SAM mask is brought to the canvas by
     nearest-neighbour resizing (``stretch``; MARCO's ``F.interpolate(mode="nearest")``) or by PIL's
-    bilinear filter then a 0.5 threshold (``pad``; MARCO's ``resize_longest_side`` + ``> 0.5``). A
+    bilinear filter then a 0.5 threshold (``pad``, ``pad-centre``; MARCO's ``resize_longest_side`` + ``> 0.5``),
+    placed on the canvas where the image content is. A
     keypoint box is drawn directly on the canvas: every pixel whose centre lies in
     ``[floor(min), ceil(max)]`` of the scaled visible keypoints. Padding is never object.
 
@@ -59,9 +65,10 @@ flip views (``flip_views``, off by default; MARCO's released trainer does not au
     mirrored and the original source, as theirs does. Their loss (``corrbench.train.losses.geosc_loss``)
     weighs the views; the third view their code can compute (mirrored source against target, ``ADAPT_FLIP``)
     is a test-time flag their training configs never set, so it is not built. Mirroring: the resized image
-    content is mirrored, then padded as above; their ``preprocess_map.py`` mirrors the original image before
-    resizing, which gives the same pixels (PIL's bilinear filter is symmetric: equal bytes on 200 random
-    sizes, up and down), without reading the file twice. A keypoint ``x`` becomes ``W - 1 - x`` (the pixel
+    content is mirrored in place (a mirrored image has the same size, so the same placement: the mirror of a
+    centred canvas is the centred canvas of the mirrored image); their ``preprocess_map.py`` mirrors the
+    original image before resizing, which gives the same pixels (PIL's bilinear and LANCZOS filters are
+    symmetric: equal bytes on 200 and 60 random sizes, up and down), without reading the file twice. A keypoint ``x`` becomes ``W - 1 - x`` (the pixel
     column a mirror moves it to: corrbench's pixel-centre convention), then goes through the rules above. GeoAware-SC writes ``840 - x`` on its centred 840-px canvas instead:
     about one canvas pixel (1/14 of a cell) to the right of ours. Limits: SPair-71k's pair files list only
     the keypoints visible in both images, so corrbench's ``self`` view draws on those, where theirs reads
@@ -84,11 +91,12 @@ from PIL import Image
 from ..backbones import IMAGENET_MEAN, IMAGENET_STD
 from ..datasets.images import load_mask
 from ..errors import ConfigError, DataError
+from ..geometry import ResizeTransform, centred_pad_transform, paste_on_canvas, resize_8bit_pil
 from ..protocol import clamp_inside  # the one clamp rule (CLAMP_EPS), shared with the scoring frames
 from ..types import Pair
 
 #: How an image is brought to the square training canvas (see the module docstring).
-RESIZE_RULES = ("stretch", "pad")
+RESIZE_RULES = ("stretch", "pad", "pad-centre")
 #: The recipe value (``TrainingRecipe.train_resize``) that leaves the rule to the method, per dataset.
 AUTO_RESIZE = "auto"
 MASK_SOURCES = ("auto", "segmentation", "keypoint-box")  # or a folder of SAM masks
@@ -134,7 +142,7 @@ def mirrored_rows(points: np.ndarray, visible: np.ndarray, kp_ids: Sequence[str]
 
 
 def resolve_resize(resize: str, dataset: str, auto_rule: Callable[[str], str]) -> str:
-    """The rule (``stretch`` or ``pad``) for training on ``dataset`` (a ``BenchmarkSpec.dataset`` key).
+    """The rule (one of ``RESIZE_RULES``) for training on ``dataset`` (a ``BenchmarkSpec.dataset`` key).
 
     resize: the recipe's ``train_resize``: a rule, or ``auto`` for the method's per-dataset choice
         ``auto_rule(dataset)`` (a trainer's ``auto_train_resize``).
@@ -156,8 +164,8 @@ class TrainDataOptions:
     """How training pairs are prepared (see the module docstring); a recipe's ``data_options`` builds it.
 
     resolution: side S of the square training canvas (the recipe's ``train_resolution``).
-    resize: ``stretch`` or ``pad`` (longest side + bottom/right padding): a recipe's ``auto`` is resolved to
-        one of them first (``resolve_resize``).
+    resize: ``stretch``, ``pad`` (longest side + bottom/right padding) or ``pad-centre`` (GeoAware-SC's centred
+        LANCZOS canvas): a recipe's ``auto`` is resolved to one of them first (``resolve_resize``).
     masks: ``auto``, ``segmentation``, ``keypoint-box`` or a folder of SAM masks.
     flip_dataset: the dataset whose left/right table the flip views use (a ``FLIP_DATASETS`` key), or None for
         no flip views (the recipe's ``flip_views``).
@@ -212,7 +220,7 @@ class TrainingBatch:
     num_points: ``(B,)`` int64, the real rows per pair.
     masks: ``(B, 2, S, S)`` bool object masks on the canvas.
     content_sizes: ``(B, 2, 2)`` int64 ``(W', H')`` of the image content inside the canvas (= S, S when
-        stretched); pixels beyond it are padding.
+        stretched); it starts at the top left (``pad``) or is centred (``pad-centre``); the rest is padding.
     pair_ids, categories: B strings each.
     flip: the flip views (``FlipViews``), or None when the recipe has no ``flip_views``.
     kp_ids: per pair, the keypoint ids (``Pair.kp_ids``) of its real rows, in row order (empty when the
@@ -269,11 +277,20 @@ def canvas_geometry(size: tuple[int, int], resolution: int, resize: str) -> tupl
     return int(round(w * scale)), int(round(h * scale))
 
 
-def scale_keypoints(points: np.ndarray, size: tuple[int, int], content: tuple[int, int]) -> np.ndarray:
-    """Original pixels -> canvas pixels by ``x * W'/W``, clamped to ``[1e-4, W'-1-1e-4]`` (module docstring)."""
-    (w, h), (cw, ch) = size, content
-    out = np.asarray(points, dtype=np.float64) * np.array([cw / w, ch / h])
-    return clamp_inside(out, cw, ch)
+def canvas_placement(size: tuple[int, int], resolution: int, resize: str) -> ResizeTransform:
+    """Where an image's content lies on the canvas and how its keypoints follow (``forward``): top left with
+    per-axis scaling (``stretch``, ``pad``), or GeoAware-SC's centred canvas (``pad-centre``)."""
+    if resize == "pad-centre":
+        return centred_pad_transform(tuple(size), resolution)
+    return ResizeTransform(tuple(size), (resolution, resolution), canvas_geometry(size, resolution, resize), (0, 0),
+                           rule="scale")
+
+
+def place_keypoints(points: np.ndarray, placement: ResizeTransform) -> np.ndarray:
+    """Original pixels -> canvas pixels by ``placement``, clamped inside the content (module docstring)."""
+    offset = np.asarray(placement.offset, dtype=np.float64)
+    moved = placement.forward(np.asarray(points, dtype=np.float64)) - offset
+    return clamp_inside(moved, *placement.resized_size) + offset
 
 
 def box_side(bbox: np.ndarray | None, size: tuple[int, int], content: tuple[int, int]) -> float:
@@ -355,19 +372,21 @@ class TrainingPairs(torch.utils.data.Dataset):
         pair = self.pairs[index]
         valid = pair.valid
         source = self.mask_source(pair)
-        images, keypoints, masks, contents, box_sides = [], [], [], [], []
+        images, keypoints, masks, contents, box_sides, placements = [], [], [], [], [], []
         for side in ("src", "trg"):
             path: Path = getattr(pair, f"{side}_image")
             size = getattr(pair, f"{side}_size")
-            content = canvas_geometry(size, self.options.resolution, self.resize)
-            images.append(self._image(path, size, content))
-            keypoints.append(scale_keypoints(getattr(pair, f"{side}_kps")[valid], size, content))
+            placement = canvas_placement(size, self.options.resolution, self.resize)
+            content = placement.resized_size
+            images.append(self._image(path, placement))
+            keypoints.append(place_keypoints(getattr(pair, f"{side}_kps")[valid], placement))
             if source == "keypoint-box":
                 seen = getattr(pair, f"{side}_visible") & np.isfinite(getattr(pair, f"{side}_kps")).all(axis=1)
-                box_points = scale_keypoints(getattr(pair, f"{side}_kps")[seen], size, content)
+                box_points = place_keypoints(getattr(pair, f"{side}_kps")[seen], placement)
                 masks.append(keypoint_box_mask(box_points, self.options.resolution))
             else:
-                masks.append(self._mask(pair, side, size, content, sam=source == "sam"))
+                masks.append(self._mask(pair, side, placement, sam=source == "sam"))
+            placements.append(placement)
             contents.append(content)
             box_sides.append(box_side(getattr(pair, f"{side}_bbox"), size, content))
         item = {
@@ -382,17 +401,20 @@ class TrainingPairs(torch.utils.data.Dataset):
             "box_sides": torch.tensor(box_sides, dtype=torch.float32),
         }
         if self.options.flip_dataset is not None:
-            item["flip"] = self._flip_views(pair, images, contents)
+            item["flip"] = self._flip_views(pair, images, placements)
         return item
 
     def _flip_views(self, pair: Pair, canvases: list[torch.Tensor],
-                    contents: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+                    placements: list[ResizeTransform]) -> dict[str, torch.Tensor]:
         """The mirrored canvases and the ``pair`` / ``self`` keypoint sets (module docstring, "flip views")."""
         partners = flip_partners(self.options.flip_dataset, pair.category)
         images, original, mirrored = [], [], []
-        for side, canvas, (cw, ch) in zip(("src", "trg"), canvases, contents):
+        for side, canvas, placement in zip(("src", "trg"), canvases, placements):
             size = getattr(pair, f"{side}_size")
-            images.append(torch.from_numpy(self._canvas(canvas[:, :ch, :cw].flip(-1).numpy())))
+            (ox, oy), (cw, ch) = placement.offset, placement.resized_size
+            flipped = canvas.clone()  # the padding stays; the content is mirrored where it lies
+            flipped[:, oy : oy + ch, ox : ox + cw] = canvas[:, oy : oy + ch, ox : ox + cw].flip(-1)
+            images.append(flipped)
             visible = getattr(pair, f"{side}_visible") & np.isfinite(getattr(pair, f"{side}_kps")).all(axis=1)
             points = np.nan_to_num(getattr(pair, f"{side}_kps"))
             original.append((points, visible))
@@ -401,10 +423,9 @@ class TrainingPairs(torch.utils.data.Dataset):
         (src_flip, src_flip_vis), (trg_flip, trg_flip_vis) = mirrored
         src, src_vis = original[0]
         in_pair, in_self = src_flip_vis & trg_flip_vis, src_flip_vis & src_vis
-        on_src = {"size": pair.src_size, "content": contents[0]}
-        on_trg = {"size": pair.trg_size, "content": contents[1]}
-        pair_view = [scale_keypoints(src_flip[in_pair], **on_src), scale_keypoints(trg_flip[in_pair], **on_trg)]
-        self_view = [scale_keypoints(src_flip[in_self], **on_src), scale_keypoints(src[in_self], **on_src)]
+        on_src, on_trg = placements
+        pair_view = [place_keypoints(src_flip[in_pair], on_src), place_keypoints(trg_flip[in_pair], on_trg)]
+        self_view = [place_keypoints(src_flip[in_self], on_src), place_keypoints(src[in_self], on_src)]
         return {
             "images": torch.stack(images),
             "pair_keypoints": torch.from_numpy(np.stack(pair_view)).float(),
@@ -412,14 +433,8 @@ class TrainingPairs(torch.utils.data.Dataset):
         }
 
     # -- pixels (numpy: these run in loader workers, where torch's intra-op threads only contend) ----------
-    def _canvas(self, content: np.ndarray) -> np.ndarray:
-        """Pad ``(..., H', W')`` content with zeros at the bottom and right to ``S x S``."""
-        s = self.options.resolution
-        canvas = np.zeros((*content.shape[:-2], s, s), dtype=content.dtype)
-        canvas[..., : content.shape[-2], : content.shape[-1]] = content
-        return canvas
-
-    def _image(self, path: Path, size: tuple[int, int], content: tuple[int, int]) -> torch.Tensor:
+    def _image(self, path: Path, placement: ResizeTransform) -> torch.Tensor:
+        size, content = placement.in_size, placement.resized_size
         try:
             with Image.open(path) as image:
                 rgb = image.convert("RGB")
@@ -429,24 +444,29 @@ class TrainingPairs(torch.utils.data.Dataset):
             raise DataError(f"cannot read image {path}: {exc}", hint="the file is corrupt; re-download the dataset") from None
         if rgb.size != tuple(size):
             raise DataError(f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its annotation says {size[0]}x{size[1]}")
+        if self.resize == "pad-centre":  # the family's canvas, black before normalisation: family_canvas's pieces
+            pixels = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float().div_(255.0)
+            canvas = paste_on_canvas(resize_8bit_pil(pixels, content, "lanczos"), placement).numpy()
+            return torch.from_numpy((canvas - self._mean) / self._std)
         pixels = np.asarray(rgb.resize(content, Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1) / np.float32(255)
         normalised = (pixels - self._mean) / self._std  # float32 throughout, as ToTensor + Normalize
-        return torch.from_numpy(self._canvas(normalised))
+        return torch.from_numpy(paste_on_canvas(normalised, placement))
 
-    def _mask(self, pair: Pair, side: str, size: tuple[int, int], content: tuple[int, int], *, sam: bool) -> torch.Tensor:
+    def _mask(self, pair: Pair, side: str, placement: ResizeTransform, *, sam: bool) -> torch.Tensor:
+        size, content = placement.in_size, placement.resized_size
         if sam:
             path = sam_mask_path(getattr(pair, f"{side}_image"), self.sam_folder)
             if not path.is_file():
                 raise DataError(f"SAM mask not found: {path}", hint="run the SAM mask preprocessing for every training image")
             with Image.open(path) as image:
                 gray = image.convert("L")
-            if self.resize == "pad":
+            if self.resize != "stretch":
                 resized = np.asarray(gray.resize(content, Image.BILINEAR), dtype=np.float32) / np.float32(255) > 0.5
-                return torch.from_numpy(self._canvas(resized))
+                return torch.from_numpy(paste_on_canvas(resized, placement))
             mask = np.asarray(gray) > 127
         else:
             mask = load_mask(getattr(pair, f"{side}_mask"), size, pair.meta.get("mask_label")).numpy()
-        return torch.from_numpy(self._canvas(nearest_resize(mask, content)))
+        return torch.from_numpy(paste_on_canvas(nearest_resize(mask, content), placement))
 
 
 def nearest_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

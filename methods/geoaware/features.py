@@ -9,7 +9,7 @@ corrbench reproduces it:
   side is 840 (short side ``np.around(840 * short / long)``), pasted centred on a black 840 x 840 canvas (offset
   ``(840 - short) // 2``; black = 0 before normalisation). Here: ``family_transform`` (``ResizePolicy``
   ``longest_side_pad`` for the content; keypoints as their ``preprocess_kps_pad``: both axes times
-  ``840 / long`` plus the offset, ``UniformScaleTransform``) and ``resize_8bit_pil(..., "lanczos")``; ``interpolation=torch`` resizes on
+  ``840 / long`` plus the offset, ``corrbench.geometry.UniformScaleTransform``) and ``resize_8bit_pil(..., "lanczos")``; ``interpolation=torch`` resizes on
   the device instead (bilinear, antialiased; not the authors' filter);
 - normalisation: ImageNet mean / std (their ``ViTExtractor`` for DINO models), applied after padding, so the
   padding is ``-mean / std`` as theirs;
@@ -35,7 +35,6 @@ that are.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Sequence
 
 import torch
@@ -43,7 +42,8 @@ from torch import nn
 
 from corrbench.backbones import IMAGENET_MEAN, IMAGENET_STD
 from corrbench.errors import ConfigError
-from corrbench.geometry import ResizePolicy, ResizeTransform, Size, resize_8bit_pil, resize_image
+from corrbench.geometry import (ResizeTransform, Size, centred_pad_transform, paste_on_canvas,
+                                resize_8bit_pil, resize_image)
 
 PATCH = 14
 #: The family's canvas side (their ``ANNO_SIZE`` / ``--dino_size``): 60 x 60 DINOv2 tokens.
@@ -54,23 +54,10 @@ FAMILY_BACKBONE = "vitb14"
 INTERPOLATIONS = ("pil", "torch")
 
 
-@dataclasses.dataclass(frozen=True)
-class UniformScaleTransform(ResizeTransform):
-    """The authors' keypoint rule (``preprocess_kps_pad``): BOTH axes scaled by ``canvas / longest side`` plus the
-    padding offset. The content's short side is rounded to whole pixels, the keypoints' scale is not, so this
-    differs from a per-axis ``scale`` transform by up to half a canvas pixel along the short side."""
-
-    @property
-    def affine(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        scale = self.out_size[0] / max(self.in_size)
-        return (scale, scale), (float(self.offset[0]), float(self.offset[1]))
-
-
 def family_transform(image_size: Size, resolution: int = FAMILY_RESOLUTION) -> ResizeTransform:
-    """Original image -> the family's canvas: longest side to ``resolution`` (short side rounded), centred padding,
-    keypoints by the authors' uniform scale (``UniformScaleTransform``)."""
-    placed = ResizePolicy("longest_side_pad", resolution, rule="scale").transform(image_size)
-    return UniformScaleTransform(**{f.name: getattr(placed, f.name) for f in dataclasses.fields(placed)})
+    """Original image -> the family's canvas (``corrbench.geometry.centred_pad_transform``, shared with the
+    training engine's ``pad-centre`` rule)."""
+    return centred_pad_transform(image_size, resolution)
 
 
 def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
@@ -83,10 +70,7 @@ def family_canvas(image: torch.Tensor, resolution: int = FAMILY_RESOLUTION,
         content = resize_8bit_pil(image, transform.resized_size, "lanczos")
     else:
         content = resize_image(image.float(), transform.resized_size, "bilinear")
-    canvas = content.new_zeros((3, resolution, resolution))
-    (ox, oy), (w, h) = transform.offset, transform.resized_size
-    canvas[:, oy : oy + h, ox : ox + w] = content
-    return canvas, transform
+    return paste_on_canvas(content, transform), transform
 
 
 class DINOv2Source(nn.Module):

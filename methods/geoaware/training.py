@@ -40,9 +40,10 @@ Presets (``--preset``; the first one of each member is its default), every value
 
 Differences from the authors' training, all recorded here:
 
-- canvas: the engine's ``pad`` rule (longest side to 840 with PIL's bilinear filter, zeros at the bottom and right;
-  ``auto_train_resize`` picks it for every dataset) where their ``resize`` pastes a LANCZOS-resized image in the
-  centre. The features are computed on the fly from the canvases, not read from their precomputed files;
+- features: computed on the fly from the engine's canvases, not read from their precomputed files (the canvas
+  is theirs: every preset names the engine's ``pad-centre`` rule, and ``auto_train_resize`` picks it for every
+  dataset: the family's inference canvas ``family_canvas``, LANCZOS, centred, keypoints by their
+  ``preprocess_kps_pad``; Jamais Vu's point maps are centre-padded like it, by ``prototype_losses``);
 - flow noise (``flow_noise``, their ``GAUSSIAN_AUGMENT`` 0.1): drawn from the trainer's generator (theirs from
   torch's global stream); the box side is the dataset's box scaled per axis to the canvas (theirs one scale);
 - initialisation: a run starts from a fresh adapter drawn from the run's ``--seed`` (``checkpoint=random``, their
@@ -58,7 +59,7 @@ Differences from the authors' training, all recorded here:
 - validation and selection: the engine validates after every epoch on ``val`` and keeps the best PCK@0.1 (theirs
   every ``EVAL_EPOCH`` pairs on a val sample; DIY-SC by the val loss on pseudo-labels);
 - Jamais Vu's prototype losses take the source keypoints visible in both images (the pair's rows), theirs every
-  keypoint of the source image's pair annotation; the point map is padded at the bottom and right like the canvas;
+  keypoint of the source image's pair annotation;
 - the trainer runs in one process (the authors train on one GPU with batch 1).
 
 Checkpoints: the adapter's state dict at the top level of the file (``aggre_net.state_dict()``, ``logit_scale`` and
@@ -148,7 +149,7 @@ class GeoAwareTrainingSettings:
 _GEOSC = GeoAwareTrainingSettings(lr_schedule="one-cycle")
 GEOAWARE_SC_RECIPE = TrainingRecipe(
     optimizer="adamw", lr=1.25e-3, weight_decay=1e-3, batch_size=1, epochs=2, train_resolution=840,
-    train_resize="auto", flip_views=True, method=_GEOSC,
+    train_resize="pad-centre", flip_views=True, method=_GEOSC,
 )
 GEOAWARE_SC_AP10K_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, epochs=1,
                                                method=dataclasses.replace(_GEOSC, lr_schedule="constant"))
@@ -191,8 +192,8 @@ class GeoAwareTrainer(TrainerBase):
 
     @staticmethod
     def auto_train_resize(dataset: str) -> str:
-        """``pad`` for every dataset: the family's canvas is the longest side + padding (module docstring)."""
-        return "pad"
+        """``pad-centre`` for every dataset: the authors' canvas, the one ``family_canvas`` draws at inference."""
+        return "pad-centre"
 
     def __init__(self, matcher: nn.Module):
         if not isinstance(getattr(matcher, "adapter", None), nn.Module) or not hasattr(matcher, "sources"):
@@ -215,9 +216,9 @@ class GeoAwareTrainer(TrainerBase):
             raise ConfigError("objective jamais-vu needs the folders of the point maps and the object masks",
                               hint="--set point_maps=DIR --set object_masks=DIR (e.g. SPair-71k/MoGeMaps and "
                               "SPair-71k/owlv2_sam_masks; layout in methods/geoaware/point_maps.py)")
-        if settings.objective == "jamais-vu" and recipe.train_resize == "stretch":
-            raise ConfigError("objective jamais-vu needs the padded canvas: the point maps keep the image's aspect",
-                              hint="drop --set train_resize=stretch")
+        if settings.objective == "jamais-vu" and recipe.train_resize not in ("auto", "pad-centre"):
+            raise ConfigError("objective jamais-vu needs the centred canvas: the point maps are padded as it is",
+                              hint=f"drop --set train_resize={recipe.train_resize}")
         self.adapter.requires_grad_(True)
         self.adapter.feature_dropout = settings.feature_dropout
         self.prototype = None
@@ -293,8 +294,9 @@ class GeoAwareTrainer(TrainerBase):
             keypoints[slot] = batch.keypoints[i, 0, : len(slot)].to(keypoints.dtype)
             visible[slot] = True
             geometry = read_training_geometry(settings.point_maps, settings.object_masks, category, image.stem)
-            points, depth, mask = (_pad_bottom_right(t).to(source_maps.device)
-                                   for t in (geometry.points, geometry.depth, geometry.object_mask))
+            # at the image's resolution: prototype_losses centre-pads them, as the pad-centre canvas the image
+            points, depth, mask = (t.to(source_maps.device) for t in (geometry.points, geometry.depth,
+                                                                      geometry.object_mask))
             result = prototype_losses(self.prototype, category, keypoints, visible,
                                       normalize_descriptors(source_maps[i], dim=0), points, depth, mask,
                                       annotation_size=canvas, generator=self.generator)
@@ -357,13 +359,6 @@ class HeldOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
     def step(self, epoch: int | None = None) -> None:
         if self.last_epoch < self.total_steps:
             super().step(epoch)
-
-
-def _pad_bottom_right(image: torch.Tensor) -> torch.Tensor:
-    """``(C, H, W)`` -> ``(C, S, S)``, ``S = max(H, W)``, zeros at the bottom and right, as the engine's canvas."""
-    height, width = image.shape[-2:]
-    side = max(height, width)
-    return torch.nn.functional.pad(image, (0, side - width, 0, side - height))
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
