@@ -131,7 +131,8 @@ def pose_batch(category: str, kp_ids: tuple[str, ...]):
 def test_pose_alignment_takes_the_mirrored_source_when_it_matches_better(empty_hub):
     options = {**TINY, "resolution": 56}
     plain = METHODS.get("diy-sc")(**options).predict(pose_batch("car", ("2", "3"))).points
-    aligned_matcher = METHODS.get("diy-sc")(**options, pose_alignment="spair71k")
+    aligned_matcher = METHODS.get("diy-sc")(**options, pose_alignment="spair71k",
+                                                pose_criterion="mutual-nn")  # the batch has no masks
     aligned = aligned_matcher.predict(pose_batch("car", ("2", "3"))).points
     assert aligned_matcher.info()["config"]["pose_alignment"] == "spair71k"
     assert not torch.allclose(plain, aligned)
@@ -141,7 +142,8 @@ def test_pose_alignment_takes_the_mirrored_source_when_it_matches_better(empty_h
 
 
 def test_pose_alignment_refuses_categories_of_other_datasets(empty_hub):
-    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k",
+                                         pose_criterion="mutual-nn")
     with pytest.raises(ConfigError, match="no spair71k flip table for category 'antelope'"):
         matcher.predict(pose_batch("antelope", ("0", "1")))
 
@@ -222,6 +224,14 @@ def test_sd_source_feeds_the_adapter_s3_s4_s5_then_dinov2(empty_hub, tiny_sd_sou
 
 
 def test_sd_member_answers_pairs_with_pose_alignment(empty_hub, tiny_sd_source):
-    matcher = METHODS.get("diy-sc-sd")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    matcher = METHODS.get("diy-sc-sd")(**{**TINY, "resolution": 56}, pose_alignment="spair71k",
+                                            pose_criterion="mutual-nn")
     points = matcher.predict(pose_batch("car", ("2", "3"))).points  # Matcher.predict checks the contract
     assert points.shape == (1, 2, 2) and torch.isfinite(points).all()
+
+
+def test_pose_alignment_mask_criterion_asks_for_masks_and_names_the_option(empty_hub):
+    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    assert matcher.config.pose_criterion == "mask" and "masks" in matcher.requires  # the authors' default
+    with pytest.raises(ConfigError, match="pose_criterion=mask needs the pairs' foreground masks"):
+        matcher.predict(pose_batch("car", ("2", "3")))
