@@ -3,6 +3,7 @@ canvas transform's inverse. Agreement with the authors' code is tests/test_geoaw
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -235,3 +236,27 @@ def test_pose_alignment_mask_criterion_asks_for_masks_and_names_the_option(empty
     assert matcher.config.pose_criterion == "mask" and "masks" in matcher.requires  # the authors' default
     with pytest.raises(ConfigError, match="pose_criterion=mask needs the pairs' foreground masks"):
         matcher.predict(pose_batch("car", ("2", "3")))
+
+
+def test_pose_alignment_mask_criterion_reads_the_batch_masks(empty_hub):
+    options = {**TINY, "resolution": 56, "pose_alignment": "spair71k"}
+    by_mutual_nn = METHODS.get("diy-sc")(**options, pose_criterion="mutual-nn").predict(pose_batch("car", ("2", "3")))
+    full = torch.ones(40, 56, dtype=torch.bool)  # the mirrored source (= the target) on the same foreground wins
+    batch = dataclasses.replace(pose_batch("car", ("2", "3")), src_masks=[full], trg_masks=[full])
+    matcher = METHODS.get("diy-sc")(**options)
+    assert matcher.info()["config"]["pose_criterion"] == "mask"
+    torch.testing.assert_close(matcher.predict(batch).points, by_mutual_nn.points)
+    # no source foreground: the mean over no cell is NaN in the authors' code too, and the source as is is kept
+    plain = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}).predict(pose_batch("car", ("2", "3")))
+    empty = dataclasses.replace(batch, src_masks=[torch.zeros_like(full)])
+    torch.testing.assert_close(matcher.predict(empty).points, plain.points)
+
+
+def test_canvas_mask_places_the_mask_like_the_image():
+    from corrbench.methods.geoaware.matcher import canvas_mask
+
+    mask = torch.zeros(10, 20, dtype=torch.bool)
+    mask[:, 10:] = True  # the right half
+    canvas = canvas_mask(mask, family_transform((20, 10), 56))  # 56 x 28 content, 14 rows of padding above
+    assert canvas.shape == (56, 56) and canvas[:14].sum() == 0 and canvas[42:].sum() == 0
+    assert canvas[14:42, 28:].all() and canvas[14:42, :28].sum() == 0
