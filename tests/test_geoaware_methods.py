@@ -3,6 +3,7 @@ canvas transform's inverse. Agreement with the authors' code is tests/test_geoaw
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -131,7 +132,8 @@ def pose_batch(category: str, kp_ids: tuple[str, ...]):
 def test_pose_alignment_takes_the_mirrored_source_when_it_matches_better(empty_hub):
     options = {**TINY, "resolution": 56}
     plain = METHODS.get("diy-sc")(**options).predict(pose_batch("car", ("2", "3"))).points
-    aligned_matcher = METHODS.get("diy-sc")(**options, pose_alignment="spair71k")
+    aligned_matcher = METHODS.get("diy-sc")(**options, pose_alignment="spair71k",
+                                                pose_criterion="mutual-nn")  # the batch has no masks
     aligned = aligned_matcher.predict(pose_batch("car", ("2", "3"))).points
     assert aligned_matcher.info()["config"]["pose_alignment"] == "spair71k"
     assert not torch.allclose(plain, aligned)
@@ -141,7 +143,8 @@ def test_pose_alignment_takes_the_mirrored_source_when_it_matches_better(empty_h
 
 
 def test_pose_alignment_refuses_categories_of_other_datasets(empty_hub):
-    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k",
+                                         pose_criterion="mutual-nn")
     with pytest.raises(ConfigError, match="no spair71k flip table for category 'antelope'"):
         matcher.predict(pose_batch("antelope", ("0", "1")))
 
@@ -222,6 +225,38 @@ def test_sd_source_feeds_the_adapter_s3_s4_s5_then_dinov2(empty_hub, tiny_sd_sou
 
 
 def test_sd_member_answers_pairs_with_pose_alignment(empty_hub, tiny_sd_source):
-    matcher = METHODS.get("diy-sc-sd")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    matcher = METHODS.get("diy-sc-sd")(**{**TINY, "resolution": 56}, pose_alignment="spair71k",
+                                            pose_criterion="mutual-nn")
     points = matcher.predict(pose_batch("car", ("2", "3"))).points  # Matcher.predict checks the contract
     assert points.shape == (1, 2, 2) and torch.isfinite(points).all()
+
+
+def test_pose_alignment_mask_criterion_asks_for_masks_and_names_the_option(empty_hub):
+    matcher = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}, pose_alignment="spair71k")
+    assert matcher.config.pose_criterion == "mask" and "masks" in matcher.requires  # the authors' default
+    with pytest.raises(ConfigError, match="pose_criterion=mask needs the pairs' foreground masks"):
+        matcher.predict(pose_batch("car", ("2", "3")))
+
+
+def test_pose_alignment_mask_criterion_reads_the_batch_masks(empty_hub):
+    options = {**TINY, "resolution": 56, "pose_alignment": "spair71k"}
+    by_mutual_nn = METHODS.get("diy-sc")(**options, pose_criterion="mutual-nn").predict(pose_batch("car", ("2", "3")))
+    full = torch.ones(40, 56, dtype=torch.bool)  # the mirrored source (= the target) on the same foreground wins
+    batch = dataclasses.replace(pose_batch("car", ("2", "3")), src_masks=[full], trg_masks=[full])
+    matcher = METHODS.get("diy-sc")(**options)
+    assert matcher.info()["config"]["pose_criterion"] == "mask"
+    torch.testing.assert_close(matcher.predict(batch).points, by_mutual_nn.points)
+    # no source foreground: the mean over no cell is NaN in the authors' code too, and the source as is is kept
+    plain = METHODS.get("diy-sc")(**{**TINY, "resolution": 56}).predict(pose_batch("car", ("2", "3")))
+    empty = dataclasses.replace(batch, src_masks=[torch.zeros_like(full)])
+    torch.testing.assert_close(matcher.predict(empty).points, plain.points)
+
+
+def test_canvas_mask_places_the_mask_like_the_image():
+    from corrbench.methods.geoaware.matcher import canvas_mask
+
+    mask = torch.zeros(10, 20, dtype=torch.bool)
+    mask[:, 10:] = True  # the right half
+    canvas = canvas_mask(mask, family_transform((20, 10), 56))  # 56 x 28 content, 14 rows of padding above
+    assert canvas.shape == (56, 56) and canvas[:14].sum() == 0 and canvas[42:].sum() == 0
+    assert canvas[14:42, 28:].all() and canvas[14:42, :28].sum() == 0

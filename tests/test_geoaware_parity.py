@@ -21,7 +21,7 @@ from corrbench.methods.geoaware import DIY_SC_DINO, AggregationNetwork, family_c
 from corrbench.methods.geoaware.adapter import load_adapter_state
 from corrbench.methods.geoaware.matcher import (family_localizer, normalize_descriptors, pose_aligned_canvas_points,
                                                 transfer_canvas_points)
-from corrbench.methods.geoaware.pose_alignment import flip_groups, flip_plan
+from corrbench.methods.geoaware.pose_alignment import flip_groups, flip_plan, masked_nn_distance
 from corrbench.methods.geoaware.weights import resolve_adapter_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -119,6 +119,26 @@ def test_pose_alignment_equals_the_authors(case, plain, mirrored):
     ours = pose_aligned_canvas_points(pair[plain], pair[mirrored], pair["trg"], canvas, query, replace, ANNO,
                                       family_localizer()).float()
     torch.testing.assert_close(ours, torch.from_numpy(GOLDEN[f"pose_{case}"]), rtol=0, atol=1e-3)
+
+
+def test_pose_alignment_mask_criterion_equals_the_authors():
+    """Their default criterion (get_distance on foreground masks) keeps the source as is where MUTUAL_NN flips."""
+    pair = pose_pair()
+    masks = {}
+    for name, (y0, y1, x0, x1) in {"trg": (280, 560, 280, 560), "src": (294, 574, 308, 588),
+                                   "mirrored": (0, 280, 560, 840)}.items():  # the generator's pose_masks
+        masks[name] = torch.zeros(ANNO, ANNO)
+        masks[name][y0:y1, x0:x1] = 1
+    original = masked_nn_distance(pair["src"], pair["trg"], masks["src"], masks["trg"])
+    flipped = masked_nn_distance(pair["mirrored"], pair["trg"], masks["mirrored"], masks["trg"])
+    np.testing.assert_allclose([original, flipped], GOLDEN["pose_mask_keeps_distances"], rtol=1e-5)
+    visible = [int(i) for i in GOLDEN["pose_visible"]]
+    query, replace = flip_plan(flip_groups("spair71k", "car"), [str(i) for i in visible])
+    canvas = torch.from_numpy(pair["src_kps"][visible])
+    ours = pose_aligned_canvas_points(pair["src"], pair["mirrored"], pair["trg"], canvas, query, replace, ANNO,
+                                      family_localizer(), (masks["src"], masks["mirrored"], masks["trg"])).float()
+    torch.testing.assert_close(ours, torch.from_numpy(GOLDEN["pose_mask_keeps"]), rtol=0, atol=1e-3)
+    assert not np.allclose(GOLDEN["pose_mask_keeps"], GOLDEN["pose_flip_wins"], atol=1e-3)  # the criterion decides
 
 
 def test_released_diy_sc_adapter_equals_the_authors():

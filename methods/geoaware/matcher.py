@@ -19,7 +19,8 @@ Jamais Vu), on the family canvas (``features.family_transform``, 840 px, 60 x 60
   patch centre 14 c + 6.5), then the inverse of the canvas transform to original pixels.
 
 ``pose_alignment=spair71k`` / ``ap10k`` adds GeoAware-SC's test-time adaptive pose alignment
-(``pose_alignment.py``); off by default, as in every supervised evaluation config. The zero-shot evaluation
+(``pose_alignment.py``), deciding by ``pose_criterion`` (``mask``: the authors' default, on the pairs' foreground
+masks; ``mutual-nn``: their ``--MUTUAL_NN``); off by default, as in every supervised evaluation config. The zero-shot evaluation
 (``DUMMY_NET``: no adapter, per-source normalisation) is not a member here.
 """
 
@@ -33,13 +34,14 @@ import torch
 from corrbench.backbones.weights import RANDOM
 from corrbench.config import Rule, option
 from corrbench.errors import ConfigError
+from corrbench.geometry import ResizeTransform, resize_image
 from corrbench.localizers import build_localizer
 from corrbench.matcher import FeatureMatcher
 from corrbench.similarity import Localizer
 from corrbench.types import FeatureMap, MatchOutput, PairBatch
 
 from .adapter import AggregationNetwork, load_adapter_state
-from .pose_alignment import TABLES, flip_groups, flip_plan, mutual_nn_distance
+from .pose_alignment import CRITERIA, TABLES, flip_groups, flip_plan, masked_nn_distance, mutual_nn_distance
 from .features import (FAMILY_BACKBONE, FAMILY_RESOLUTION, INTERPOLATIONS, PATCH, build_sources, check_sources,
                        concatenated_features)
 from .weights import ReleasedCheckpoint, UnreleasedCheckpoint, check_adapter_checkpoint, resolve_adapter_checkpoint
@@ -94,18 +96,37 @@ def transfer_canvas_points(src_features: torch.Tensor, trg_features: torch.Tenso
 
 def pose_aligned_canvas_points(src_features: torch.Tensor, mirrored_features: torch.Tensor,
                                trg_features: torch.Tensor, canvas_points: torch.Tensor, query: Sequence[int],
-                               replace: Sequence[bool], canvas: int, localizer: Localizer) -> torch.Tensor:
+                               replace: Sequence[bool], canvas: int, localizer: Localizer,
+                               masks: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """GeoAware-SC's adaptive pose alignment on one pair (``pose_alignment.py``): ``(N, 2)`` source canvas points
     of mutually visible keypoints -> ``(N, 2)`` target canvas points (float64). ``query`` and ``replace`` come from
-    ``flip_plan``; the mirrored source is queried at ``canvas - x`` of each row's ``query`` row."""
+    ``flip_plan``; the mirrored source is queried at ``canvas - x`` of each row's ``query`` row. ``masks`` (the
+    source's, the mirrored source's and the target's canvas masks) select the ``mask`` criterion, else
+    ``mutual-nn``."""
     predicted = transfer_canvas_points(src_features, trg_features, canvas_points, canvas, localizer)
-    if mutual_nn_distance(mirrored_features, trg_features) < mutual_nn_distance(src_features, trg_features):
+    if masks is None:
+        original, mirrored = (mutual_nn_distance(f, trg_features) for f in (src_features, mirrored_features))
+    else:
+        src_mask, mirrored_mask, trg_mask = masks
+        original = masked_nn_distance(src_features, trg_features, src_mask, trg_mask)
+        mirrored = masked_nn_distance(mirrored_features, trg_features, mirrored_mask, trg_mask)
+    if mirrored < original:
         queried = canvas_points[list(query)]
         mirrored_points = torch.stack((canvas - queried[:, 0], queried[:, 1]), dim=-1)
         aligned = transfer_canvas_points(mirrored_features, trg_features, mirrored_points, canvas, localizer)
         take = torch.tensor(list(replace), dtype=torch.bool, device=predicted.device)
         predicted[take] = aligned[take]
     return predicted
+
+
+def canvas_mask(mask: torch.Tensor, transform: ResizeTransform) -> torch.Tensor:
+    """An ``(H, W)`` foreground mask of the original image -> ``(S, S)`` float mask on its canvas (nearest
+    resizing, background padding), where the authors' SAM masks live."""
+    content = resize_image(mask[None].float(), transform.resized_size, "nearest")[0]
+    canvas = content.new_zeros((transform.out_size[1], transform.out_size[0]))
+    ox, oy = transform.offset
+    canvas[oy : oy + content.shape[0], ox : ox + content.shape[1]] = content
+    return canvas
 
 
 class GeoAwareMatcher(FeatureMatcher):
@@ -146,6 +167,11 @@ class GeoAwareMatcher(FeatureMatcher):
         pose_alignment: str = option("off", "GeoAware-SC's test-time adaptive pose alignment (ADAPT_FLIP with the "
                                      "MUTUAL_NN criterion) with the flip table of spair71k or ap10k; off as in "
                                      "every supervised evaluation config", choices=("off", *TABLES))
+        pose_criterion: str = option(CRITERIA[0], "pose alignment's choice between the source as is and mirrored: "
+                                     "mask (the authors' default: nearest-neighbour distance of foreground cells, "
+                                     "on the dataset's masks, the object box where it ships none) or mutual-nn "
+                                     "(their MUTUAL_NN)", choices=CRITERIA,
+                                     used_when={"pose_alignment": TABLES})
         seed: int = option(0, "initialisation of checkpoint=random and weights=random")
 
         rules = (Rule(lambda c: len(c.sources) == len(set(c.sources)), "sources {sources} lists a source twice"),)
@@ -172,6 +198,8 @@ class GeoAwareMatcher(FeatureMatcher):
             info = {**info, "seed": cfg.seed}
         self.adapter.requires_grad_(False).eval()
         self._adapter_info = info
+        if cfg.pose_alignment != "off" and cfg.pose_criterion == "mask":
+            self.requires = frozenset({"masks"})  # the evaluation then loads the pairs' masks
 
     @classmethod
     def registered_name(cls) -> str:
@@ -210,6 +238,10 @@ class GeoAwareMatcher(FeatureMatcher):
             raise ConfigError("pose_alignment needs the pairs' keypoint ids, and this batch has none",
                               hint="use pose_alignment=off")
         table = self.config.pose_alignment
+        by_mask = self.config.pose_criterion == "mask"
+        if by_mask and (batch.src_masks is None or batch.trg_masks is None):
+            raise ConfigError("pose_criterion=mask needs the pairs' foreground masks, and this batch has none",
+                              hint="use pose_criterion=mutual-nn")
         src_maps = self.features(batch.src_images, batch.src_ids)
         trg_maps = self.features(batch.trg_images, batch.trg_ids)
         mirrored = self.features([image.flip(-1) for image in batch.src_images],
@@ -221,9 +253,14 @@ class GeoAwareMatcher(FeatureMatcher):
             if rows:
                 query, replace = flip_plan(flip_groups(table, batch.categories[b]), batch.kp_ids[b])
                 canvas = src.transform.forward(batch.src_kps[b][:rows].float())
+                masks = None
+                if by_mask:
+                    src_mask = canvas_mask(batch.src_masks[b], src.transform)
+                    masks = (src_mask, canvas_mask(batch.src_masks[b].flip(-1), flipped.transform),
+                             canvas_mask(batch.trg_masks[b], trg.transform))
                 aligned = pose_aligned_canvas_points(src.features.float(), flipped.features.float(),
                                                      trg.features.float(), canvas, query, replace,
-                                                     src.transform.out_size[0], self.localizer)
+                                                     src.transform.out_size[0], self.localizer, masks)
                 predicted[:rows] = trg.transform.inverse(aligned).to(predicted.dtype)
             points.append(predicted)
         return MatchOutput(points=torch.stack(points))

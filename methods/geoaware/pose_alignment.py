@@ -8,8 +8,14 @@ The authors' rule (Junyi42/GeoAware-SC ``pck_train.compute_pck`` with ``utils_ge
 2. each keypoint is queried in the mirrored source at the mirrored canvas position ``S - x`` of its FLIP PARTNER
    (left eye -> where the right eye lands), the next id of its flip group, cyclically, when every id of the group
    is mutually visible, else at its own mirrored position;
-3. the criterion: the mean L2 distance between mutual nearest neighbours of the normalised source and target
-   descriptors (all cells), for the source as is and mirrored;
+3. the criterion, for the source as is and mirrored (``pose_criterion``):
+   - ``mask`` (their default, ``get_distance``): both descriptor maps bilinearly resized to 64 x 64 cells and the
+     foreground masks (on the canvas) nearest-resized to 64 x 64; descriptors multiplied by their mask, every
+     entry that is then exactly 0 set to -100000 (background cells, and any exact zero of a foreground cell, as
+     theirs); for each foreground source cell the smallest L2 distance to ANY target cell (background cells
+     included, far away at -100000); the mean of those;
+   - ``mutual-nn`` (``--MUTUAL_NN``, ``get_distance_mutual_nn``): the mean L2 distance between mutual nearest
+     neighbours of the normalised source and target descriptors (all cells);
 4. if the mirrored distance is smaller, the prediction of every keypoint whose partner (full group permutation)
    is mutually visible is replaced by its mirrored-source prediction.
 
@@ -24,8 +30,11 @@ such ids.
 
 Differences from the authors' code: their groups are first restricted to the keypoints that occur in the split
 ("used points"); here a group keeps every id, which differs only for a group with a member that never occurs in
-the split. Their default criterion (without ``--MUTUAL_NN``) needs SAM foreground masks and is not implemented;
-their only config with ``ADAPT_FLIP`` (zero-shot SD+DINOv2) uses it.
+the split. Their masks are SAM masks stored beside the features (``<image>_mask.png`` and ``_mask_flip.png``,
+thresholded at 127); here the ``mask`` criterion reads the dataset's masks through corrbench's batching (SPair-71k's
+segmentation; the filled object box where a dataset ships no masks), put on the canvas by nearest resizing, and
+the mirrored source's mask is the mirrored mask. Their only config with ``ADAPT_FLIP`` (zero-shot SD+DINOv2) uses
+the mask criterion.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from corrbench.datasets.ap10k.layout import FLIP_PAIRS as AP10K_FLIP_PAIRS
 from corrbench.datasets.spair_flip import SPAIR_FLIP_PAIRS, spair_flip_pairs
@@ -40,6 +50,12 @@ from corrbench.errors import ConfigError
 
 #: The ``pose_alignment`` option's tables.
 TABLES = ("spair71k", "ap10k")
+#: The ``pose_criterion`` option's values: the authors' default first.
+CRITERIA = ("mask", "mutual-nn")
+#: ``get_distance``'s RESOLUTION: the side of the grid the masked criterion compares on.
+MASK_GRID = 64
+#: ``get_distance``'s value for masked-out (exactly zero) descriptor entries.
+MASKED_VALUE = -100000.0
 
 
 def flip_groups(table: str, category: str) -> tuple[tuple[str, ...], ...]:
@@ -75,3 +91,21 @@ def mutual_nn_distance(source: torch.Tensor, target: torch.Tensor) -> torch.Tens
     forward, backward = distances.argmin(dim=1), distances.argmin(dim=0)
     mutual = backward[forward] == torch.arange(len(a), device=a.device)
     return distances.min(dim=1).values[mutual].mean()
+
+
+def masked_nn_distance(source: torch.Tensor, target: torch.Tensor, source_mask: torch.Tensor,
+                       target_mask: torch.Tensor) -> torch.Tensor:
+    """The ``mask`` criterion (step 3): ``(C, h, w)`` descriptor maps and ``(H, W)`` canvas foreground masks ->
+    the mean distance of each foreground source cell to its nearest target cell, on the 64 x 64 grid."""
+    size = (MASK_GRID, MASK_GRID)
+
+    def on_grid(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        resized = F.interpolate(features[None].double(), size=size, mode="bilinear", align_corners=False)[0]
+        inside = F.interpolate(mask[None, None].double(), size=size, mode="nearest")[0, 0] > 0
+        masked = resized * inside
+        masked[masked == 0] = MASKED_VALUE  # as theirs: an exact zero inside the mask is masked out too
+        return masked.flatten(1).T, inside.flatten()
+
+    src, src_inside = on_grid(source, source_mask)
+    trg, _ = on_grid(target, target_mask)
+    return torch.cdist(src[src_inside], trg).min(dim=1).values.mean()

@@ -26,7 +26,9 @@ Cases (inputs from ``numpy.random.RandomState``, whose streams numpy keeps stabl
   window and a window that leaves the outside out disagree);
 - pose alignment: ``compute_pck``'s ``ADAPT_FLIP`` + ``MUTUAL_NN`` steps (``permute_indices``,
   ``flip_keypoints``, ``get_distance_mutual_nn``, ``optimized_kps_1_to_2``) on a 'car' pair whose visibility
-  breaks some flip groups, once with the mirrored source winning and once losing;
+  breaks some flip groups, once with the mirrored source winning and once losing; and their default criterion
+  (``get_distance`` on foreground masks) on the winning case with crafted box masks under which the source as is
+  wins instead (the criterion decides);
 - release (optional): the released DIY-SC adapter on a ``(1, 768, 2, 2)`` input.
 """
 
@@ -92,6 +94,17 @@ def pose_inputs() -> dict[str, np.ndarray]:
     trg_vis[[0, 1, 2, 3, 4, 10, 11, 16, 20, 21, 29]] = 1
     return {"src": src.reshape(-1, CHANNELS), "mirrored": mirrored.reshape(-1, CHANNELS), "trg": trg.reshape(-1, CHANNELS),
             "src_kps": src_kps, "trg_kps": trg_kps, "src_vis": src_vis, "trg_vis": trg_vis}
+
+
+def pose_masks() -> dict[str, np.ndarray]:
+    """840 x 840 canvas masks (boxes, in pixels) for the mask criterion: the target's, a source mask on the cells
+    that match it (the descriptors are rolled by one row and two columns), a mirrored-source mask away from them."""
+    boxes = {"trg": (280, 560, 280, 560), "src": (294, 574, 308, 588), "mirrored": (0, 280, 560, 840)}
+    masks = {}
+    for name, (y0, y1, x0, x1) in boxes.items():
+        masks[name] = np.zeros((ANNO, ANNO), dtype=np.float32)
+        masks[name][y0:y1, x0:x1] = 1
+    return masks
 
 
 def canvas_inputs() -> list[np.ndarray]:
@@ -163,7 +176,8 @@ def matching_cases(geoaware: Path) -> dict[str, np.ndarray]:
 def pose_alignment_cases(geoaware: Path) -> dict[str, np.ndarray]:
     """``compute_pck``'s ADAPT_FLIP + MUTUAL_NN steps for one pair, with the source as is and mirrored swapped."""
     sys.path.insert(0, str(geoaware))
-    from utils.utils_correspondence import calculate_keypoint_transformation, get_distance_mutual_nn, kpts_to_patch_idx
+    from utils.utils_correspondence import (calculate_keypoint_transformation, get_distance, get_distance_mutual_nn,
+                                            kpts_to_patch_idx)
     from utils.utils_geoware import SPAIR_FLIP, flip_keypoints, optimized_kps_1_to_2, permute_indices
 
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # their helpers move tensors to the GPU; CPU here
@@ -188,6 +202,14 @@ def pose_alignment_cases(geoaware: Path) -> dict[str, np.ndarray]:
                                      permute_list)
         golden[f"pose_{name}"] = final[vis].numpy()
         golden[f"pose_{name}_distances"] = np.array([original.item(), flipped.item()])
+        if name == "flip_wins":  # the same pair under their default criterion: the source as is wins
+            masks = {key: torch.from_numpy(value) for key, value in pose_masks().items()}
+            original = get_distance(d1, trg, masks["src"], masks["trg"])
+            flipped = get_distance(d1f, trg, masks["mirrored"], masks["trg"])
+            final = optimized_kps_1_to_2(args, kps.clone(), kps_flip, img1_kps, img2_kps, flipped, original, vis,
+                                         permute_list)
+            golden["pose_mask_keeps"] = final[vis].numpy()
+            golden["pose_mask_keeps_distances"] = np.array([original.item(), flipped.item()])
     golden["pose_visible"] = np.nonzero(vis.numpy())[0]
     return golden
 
