@@ -37,6 +37,8 @@ or source and target have different keypoint counts), "missing image", "duplicat
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +113,10 @@ class MP100(DatasetAdapter):
             raise ConfigError(f"MP-100 option pairs={pairs!r} is not one of {', '.join(KINDS)} (or None: as installed)")
         self.wanted_kind = pairs
 
-    @property
+    @functools.cached_property
     def folders(self) -> Folders:
-        """corrbench's ``MP-100/`` or MARCO's ``mp100_all/`` (see ``layout.locate_mp100``)."""
+        """corrbench's ``MP-100/`` or MARCO's ``mp100_all/`` (see ``layout.locate_mp100``). Decided once per
+        adapter: the pair loop reads these paths four times per pair, and each decision globs two folders."""
         return locate_mp100(self.data_root)
 
     @property
