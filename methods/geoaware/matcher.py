@@ -164,8 +164,8 @@ class GeoAwareMatcher(FeatureMatcher):
                              used_when={"localizer": ("window-soft-argmax",)})
         temperature: float = option(0.02, "soft-argmax temperature on cosine similarities (soft_argmax's beta)",
                                     gt=0, used_when={"localizer": ("window-soft-argmax",)})
-        pose_alignment: str = option("off", "GeoAware-SC's test-time adaptive pose alignment (ADAPT_FLIP with the "
-                                     "MUTUAL_NN criterion) with the flip table of spair71k or ap10k; off as in "
+        pose_alignment: str = option("off", "GeoAware-SC's test-time adaptive pose alignment (ADAPT_FLIP; the choice "
+                                     "by pose_criterion) with the flip table of spair71k or ap10k; off as in "
                                      "every supervised evaluation config", choices=("off", *TABLES))
         pose_criterion: str = option(CRITERIA[0], "pose alignment's choice between the source as is and mirrored: "
                                      "mask (the authors' default: nearest-neighbour distance of foreground cells, "

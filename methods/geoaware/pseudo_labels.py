@@ -34,11 +34,13 @@ from PIL import Image
 
 from corrbench.geometry import ResizePolicy
 
+from .features import FAMILY_RESOLUTION, PATCH
 from .prototype_filter import SPHERE_THRESHOLD, sphere_agreement
 
-#: The canvas DIY-SC extracts DINOv2 ViT-B/14 features on (``--img_size 840``; 60 x 60 patches of 14 px).
-RESOLUTION = 840
-PATCH_SIZE = 14
+#: The canvas DIY-SC extracts DINOv2 ViT-B/14 features on (``--img_size 840``; 60 x 60 patches of 14 px): the
+#: family's canvas, named here for the pseudo-label settings.
+RESOLUTION = FAMILY_RESOLUTION
+PATCH_SIZE = PATCH
 #: Channels of their SD feature stack ahead of DINOv2's (s3 640 + s4 1280 + s5 1280), normalised apart.
 SD_CHANNELS = 640 + 1280 + 1280
 #: ``--rej_th_patch``: the relaxed cyclic-consistency radius in patches (times the patch stride in pixels).

@@ -85,6 +85,7 @@ from corrbench.train.data import TrainingBatch
 from corrbench.train.losses import GEOSC_TEMPERATURE, geosc_batch_loss
 
 from .adapter import load_adapter_state
+from .features import FAMILY_RESOLUTION
 from .matcher import normalize_descriptors
 from .point_maps import read_training_geometry
 from .prototypes import (LOGGED_POINTS, NEIGHBOURHOOD_SIZE, SAMPLED_OBJECT_POINTS, SPAIR_KEYPOINTS_PER_CATEGORY,
@@ -148,7 +149,7 @@ class GeoAwareTrainingSettings:
 
 _GEOSC = GeoAwareTrainingSettings(lr_schedule="one-cycle")
 GEOAWARE_SC_RECIPE = TrainingRecipe(
-    optimizer="adamw", lr=1.25e-3, weight_decay=1e-3, batch_size=1, epochs=2, train_resolution=840,
+    optimizer="adamw", lr=1.25e-3, weight_decay=1e-3, batch_size=1, epochs=2, train_resolution=FAMILY_RESOLUTION,
     train_resize="pad-centre", flip_views=True, method=_GEOSC,
 )
 GEOAWARE_SC_AP10K_RECIPE = dataclasses.replace(GEOAWARE_SC_RECIPE, epochs=1,

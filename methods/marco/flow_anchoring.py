@@ -81,6 +81,7 @@ from corrbench.runtime import synchronize
 
 from .anchoring import anchored_clusters, collect_matches
 from .clustering import cluster_flow, flow_colour_features
+from .losses import MARCO_TEMPERATURE
 from .flow import add_keypoint_seeds, piecewise_affine_flow, upsample_flow
 from .matcher import CELL_RULE, similarity_at_points
 from .mining import (
@@ -376,7 +377,7 @@ def flow_anchoring_loss(
     scores: torch.Tensor,
     target_px: torch.Tensor,
     image_size: Size,
-    temperature: float = 10.0,
+    temperature: float = MARCO_TEMPERATURE,
     weight: float = 1.0,
     num_points: int | None = None,
     quantize_targets: bool = True,

@@ -67,6 +67,7 @@ from corrbench.similarity import GaussianSoftArgmax, Localizer, sample_descripto
 from corrbench.types import FeatureMap
 
 from .checkpoint import build_marco_model
+from .losses import MARCO_TEMPERATURE  # softmax_temp: one value for inference and the losses
 from .model import MARCOArchitecture, MARCOModel
 
 PATCH = 14
@@ -158,7 +159,7 @@ class MARCOMatcher(FeatureMatcher):
         resize: str = option("stretch", "stretch (SPair-71k, SPair-U, MP-100) or longest_side_pad (PF-PASCAL, "
                              "AP-10K; padding at the bottom and right)", choices=RESIZE_MODES)
         sigma: float = option(7.0, "Gaussian suppression width of the soft-argmax, in cells", gt=0)
-        temperature: float = option(10.0, "soft-argmax temperature on raw dot products", gt=0)
+        temperature: float = option(MARCO_TEMPERATURE, "soft-argmax temperature on raw dot products", gt=0)
         interpolation: str = option("pil", "pil: PIL bilinear on 8-bit images, as released; torch: on the "
                                     "device (within 1/255)", choices=INTERPOLATIONS)
         backbone: str = option("vitl14_reg", "DINOv2 variant of the network (the release: vitl14_reg)")
