@@ -70,6 +70,12 @@ def run_directory(out: Path, method: str, benchmark: str, identity: Mapping[str,
 # Files
 
 
+def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached contiguous CPU copies of a state dict's tensors: what a trainer's ``release_state`` /
+    ``extra_state`` returns (a copy, so later steps cannot change a checkpoint being written)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+
 def save_checkpoint(state: Mapping[str, Any], path: Path, *, best: bool) -> None:
     """Write ``state`` to ``path`` atomically; ``last.pth`` (and ``best.pth`` when ``best``) then point to it."""
     with replacing(path) as tmp:

@@ -81,6 +81,7 @@ from torch import nn
 from corrbench.errors import ConfigError
 from corrbench.runtime import StageTimer
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.train.checkpoints import cpu_state_dict
 from corrbench.train.data import TrainingBatch
 from corrbench.train.losses import GEOSC_TEMPERATURE, geosc_batch_loss
 
@@ -310,9 +311,9 @@ class GeoAwareTrainer(TrainerBase):
     # -- checkpoints -------------------------------------------------------------------------------------------
     def release_state(self) -> dict[str, Any]:
         """The adapter's state dict at the top level (their ``best.pth``) + ``category_prototype`` (Jamais Vu)."""
-        state: dict[str, Any] = _cpu(self.adapter.state_dict())
+        state: dict[str, Any] = cpu_state_dict(self.adapter.state_dict())
         if self.prototype is not None:
-            state[PROTOTYPE_KEY] = _cpu(self.prototype.state_dict())
+            state[PROTOTYPE_KEY] = cpu_state_dict(self.prototype.state_dict())
         return state
 
     def load_release_state(self, state: Mapping[str, Any]) -> None:
@@ -362,5 +363,3 @@ class HeldOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
             super().step(epoch)
 
 
-def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}

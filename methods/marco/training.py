@@ -104,6 +104,7 @@ from torch import nn
 from corrbench.errors import ConfigError
 from corrbench.runtime import StageTimer
 from corrbench.train.api import StepOutput, TrainerBase, TrainingPlan, TrainingRecipe
+from corrbench.train.checkpoints import cpu_state_dict
 from corrbench.train.data import TrainingBatch
 from corrbench.train.losses import GEOSC_LOGIT_SCALE_INIT, GEOSC_TEMPERATURE, geosc_batch_loss
 
@@ -340,9 +341,9 @@ class MARCOTrainer(TrainerBase):
     # -- checkpoints -------------------------------------------------------------------------------------------
     def release_state(self) -> dict[str, Any]:
         """``{"model": adapters + head}`` (+ ``"ema"``: the teacher), as ``checkpoint.save_checkpoint`` writes."""
-        state: dict[str, Any] = {"model": _cpu(self.model.trainable_state_dict())}
+        state: dict[str, Any] = {"model": cpu_state_dict(self.model.trainable_state_dict())}
         if self.teacher is not None:
-            state["ema"] = _cpu(self.teacher.state_dict())
+            state["ema"] = cpu_state_dict(self.teacher.state_dict())
         return state
 
     def load_release_state(self, state: Mapping[str, Any]) -> None:
@@ -375,5 +376,3 @@ def _average_over_processes(grad: torch.Tensor) -> torch.Tensor:
     return grad / torch.distributed.get_world_size()
 
 
-def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
