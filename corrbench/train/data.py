@@ -273,8 +273,8 @@ def canvas_geometry(size: tuple[int, int], resolution: int, resize: str) -> tupl
     w, h = size
     if resize == "stretch":
         return resolution, resolution
-    scale = resolution / max(w, h)
-    return int(round(w * scale)), int(round(h * scale))
+    scale = resolution / max(w, h)  # at least one pixel, as ResizePolicy's longest_side_pad (a 2000 x 1 image)
+    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
 
 
 def canvas_placement(size: tuple[int, int], resolution: int, resize: str) -> ResizeTransform:

@@ -299,7 +299,8 @@ class TrainingLoop:
             self.best = {k: record[k] for k in ("step", "epoch", "selection", "pck")}
         self._log(record)
         if opts.progress:
-            click.echo(f"validation after epoch {self.epoch} (step {self.step}): PCK@0.1 {value:.2f}"
+            shown = "n/a (no pair scored)" if value is None else f"{value:.2f}"
+            click.echo(f"validation after epoch {self.epoch} (step {self.step}): PCK@0.1 {shown}"
                        f"{' (best)' if is_best else ''}", err=True)
         return record
 

@@ -8,7 +8,6 @@ runs written before this module have (so the same run writes the same bytes).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +65,6 @@ class TrainRecord:
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / CONFIG_FILE, self.to_json())
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def append_log(run_dir: Path, record: dict[str, Any]) -> None:

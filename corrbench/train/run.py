@@ -17,13 +17,14 @@ from ..environment import describe_environment
 from ..errors import ConfigError, DataError
 from ..evaluate import method_name
 from ..registry import BENCHMARKS, METHODS
+from ..results import utc_timestamp
 from ..runtime import seed_everything
 from .api import check_flip_views
 from .data import TrainingPairs
 from .checkpoints import run_directory, run_identity
 from .distributed import Processes, start_processes
 from .options import MethodToTrain, TrainOptions, build_for_training, canvas_notice, check_precision_device
-from .record import TRAIN_SPLIT, VAL_SPLIT, TrainData, TrainRecord, utc_now
+from .record import TRAIN_SPLIT, VAL_SPLIT, TrainData, TrainRecord
 
 
 @dataclass
@@ -103,7 +104,7 @@ class TrainingRun:
         """``train.json`` of this run (the one place it is built)."""
         opts, recipe, data = self.opts, self.recipe, self.train_data
         return TrainRecord(
-            command=opts.command, created_at=utc_now(), identity=self.identity, recipe=recipe.to_json(),
+            command=opts.command, created_at=utc_timestamp(), identity=self.identity, recipe=recipe.to_json(),
             max_steps=opts.max_steps, world_size=self.procs.world_size,
             method={"name": self.method, **(self.matcher.info() if hasattr(self.matcher, "info") else {})},
             benchmark={**self.spec.to_json(), "key": self.spec.key},
