@@ -9,7 +9,7 @@ from ...errors import DataError
 from ...files import UnreadableJSON, read_json
 from ..spair import SPairLayout
 from .generate import generate_synthetic
-from .layout import CATEGORIES, GENERATOR_VERSION, MANIFEST_NAME, check_generation_arguments
+from .layout import GENERATOR_VERSION, MANIFEST_NAME, SEGMENTATION_LABELS, check_generation_arguments
 
 
 class SyntheticDataset(SPairLayout):
@@ -30,8 +30,7 @@ class SyntheticDataset(SPairLayout):
         self.images_per_category = images_per_category
         # the generator's own validation and defaults: one home for both
         self.pairs_per_category = check_generation_arguments(seed, images_per_category, pairs_per_category)
-        # the generator writes each category's 1-based index into Segmentation/
-        self.segmentation_labels = {name: i + 1 for i, name in enumerate(CATEGORIES)}
+        self.segmentation_labels = SEGMENTATION_LABELS  # what the generator writes into Segmentation/
 
     def is_available(self) -> bool:
         return (self.root / MANIFEST_NAME).is_file()

@@ -23,6 +23,7 @@ from .layout import (
     KEYPOINTS,
     MANIFEST_NAME,
     MIN_PAIR_KEYPOINTS,
+    SEGMENTATION_LABELS,
     SPLITS,
     SRC_DATABASE,
     check_generation_arguments,
@@ -187,8 +188,8 @@ def _generate_into(tmp: Path, seed: int, n_images: int, pairs_wanted: dict[str, 
             "pairs_per_category": {sp: pairs_wanted[sp] for sp in SPLITS},
         },
         "categories": {
-            cat: {"id": ci + 1, "keypoints": list(KEYPOINTS[cat][0]), "unseen": list(KEYPOINTS[cat][1])}
-            for ci, cat in enumerate(CATEGORIES)
+            cat: {"id": SEGMENTATION_LABELS[cat], "keypoints": list(KEYPOINTS[cat][0]), "unseen": list(KEYPOINTS[cat][1])}
+            for cat in CATEGORIES
         },
         "splits": {sp: {cat: list(images.by_split[sp].get(cat, [])) for cat in CATEGORIES} for sp in SPLITS},
         "images": images.records,
@@ -219,7 +220,8 @@ def _write_images(write: _Writer, seed: int, n_images: int, progress: bool) -> _
     for ci, cat in enumerate(CATEGORIES):
         images.instances[cat], images.names[cat] = [], []
         for ii in range(n_images):
-            inst = render_instance(np.random.default_rng([seed, _IMAGE_STREAM, ci, ii]), cat, ci + 1)
+            rng = np.random.default_rng([seed, _IMAGE_STREAM, ci, ii])
+            inst = render_instance(rng, cat, SEGMENTATION_LABELS[cat])
             name = f"{cat}_{ii + 1:04d}"
             split = next(sp for sp, (a, b) in bounds.items() if a <= ii < b)
             images.instances[cat].append(inst)

@@ -50,6 +50,8 @@ from ...errors import ConfigError
 GENERATOR_VERSION: int = 1  # bump whenever the output bytes for a given seed and arguments would change
 
 CATEGORIES: tuple[str, ...] = ("quadruped", "bird", "biped", "lamp", "vehicle")
+#: Each category's value in Segmentation/ and its manifest id: its 1-based index (0 is background).
+SEGMENTATION_LABELS: dict[str, int] = {name: i + 1 for i, name in enumerate(CATEGORIES)}
 
 SPLITS: tuple[str, ...] = ("trn", "val", "test")
 DEFAULT_PAIRS: dict[str, int] = {"trn": 24, "val": 6, "test": 12}
