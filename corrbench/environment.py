@@ -44,7 +44,7 @@ def device_name(device: torch.device) -> str:
 
 
 def describe_environment(device: torch.device, dtype: str, batch_size: int, seed: int) -> dict[str, Any]:
-    return {
+    env = {
         "corrbench": __version__,
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
@@ -57,3 +57,6 @@ def describe_environment(device: torch.device, dtype: str, batch_size: int, seed
         "batch_size": batch_size,
         "seed": seed,
     }
+    if device.type == "cuda":  # TF32 changes float32 matmul results; training turns it on (as the authors' code)
+        env["tf32"] = {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
+    return env

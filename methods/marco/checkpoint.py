@@ -40,8 +40,6 @@ from .model import RELEASED, MARCOArchitecture, MARCOModel
 RELEASE_URL = "https://github.com/visinf/MARCO/releases/download/v1.0/marco_release.pth"
 #: The name torch.hub gives the released file in its cache (``hubconf.py`` downloads it the same way).
 RELEASE_FILENAME = "marco_release.pth"
-#: Keys of a training checkpoint beside ``model``.
-RESUME_KEYS = ("optimizer", "ema", "step", "epoch", "config")
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Everything a checkpoint file holds, read without executing pickled code (see the module docstring)."""
@@ -227,7 +225,6 @@ __all__ = [
     "RANDOM",
     "RELEASE_FILENAME",
     "RELEASE_URL",
-    "RESUME_KEYS",
     "check_state",
     "expected_shapes",
     "load_checkpoint",
