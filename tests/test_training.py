@@ -315,6 +315,7 @@ def test_validation_keeps_the_best_checkpoint(three_epochs):
     assert os.path.samefile(folder / "best.pth", folder / f"epoch_{best['epoch']:03d}.pth")
     summary = json.loads((three_epochs.directory / "summary.json").read_text())
     assert summary["best"]["epoch"] == best["epoch"] and summary["steps"] == 15
+    assert summary["selection"] == {"metric": "pck", "pck_by": "image", "average": "all", "alpha": "0.1"}
 
 
 def test_log_has_the_documented_fields(three_epochs):

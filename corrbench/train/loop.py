@@ -59,7 +59,7 @@ from .checkpoints import (CHECKPOINT_DIR, LAST, LR_SCHEDULER_KEY, RESUME_KEYS, S
 from .options import TrainOptions
 from .record import LOG_FIELDS, LOG_FILE, append_log, write_summary
 from .run import TrainingRun
-from .validation import selection_value, validate
+from .validation import SELECTION_METRIC, selection_value, validate
 
 
 @dataclass
@@ -314,7 +314,7 @@ class TrainingLoop:
                             best=validation is not None and bool(validation.get("best")))
             write_summary(self.run.run_dir, steps=self.step, epochs_done=self.epoch,
                           batch_in_epoch=self.batch_in_epoch, history=self.history, best=self.best,
-                          last_checkpoint=path)
+                          last_checkpoint=path, selection=SELECTION_METRIC)
         self.procs.barrier()
         return path
 

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..files import write_json_atomic
 
@@ -74,9 +74,11 @@ def append_log(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def write_summary(run_dir: Path, *, steps: int, epochs_done: int, batch_in_epoch: int, history: list,
-                  best: dict[str, Any] | None, last_checkpoint: Path) -> None:
-    """``summary.json``: validation history, best and last checkpoint, steps done."""
+                  best: dict[str, Any] | None, last_checkpoint: Path, selection: Sequence[str]) -> None:
+    """``summary.json``: validation history, best and last checkpoint, steps done, and the validation number
+    that picks the best checkpoint (``selection``: metric, pck_by, average, alpha)."""
     write_json_atomic(run_dir / SUMMARY_FILE, {
         "run": str(run_dir), "steps": steps, "epochs_done": epochs_done, "batch_in_epoch": batch_in_epoch,
         "history": history, "best": best, "last_checkpoint": str(last_checkpoint),
+        "selection": dict(zip(("metric", "pck_by", "average", "alpha"), selection)),
     })
